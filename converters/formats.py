@@ -1,0 +1,41 @@
+"""The export-format registry: where each format's converter and runner live, and its model file name.
+
+Converters and runners are named as ``"module:attribute"`` and imported only when used, so the CLI
+and a runtime-only install never import torch or an unused runtime. Pure data.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    description: str
+    model_file: str  # main file inside an artefact dir
+    converter: str  # "module:function" -> convert(checkpoint, export_config, out_dir) -> manifest dict
+    runner: str  # "module:Class" -> Class.from_artefact(artefact)
+    runtime_package: str  # what `pip install` provides the runner on a device
+
+
+FORMATS: Mapping[str, Format] = MappingProxyType({
+    f.name: f
+    for f in (
+        Format("tflite", "LiteRT (TFLite) flatbuffer with prefill_N / decode signatures and a KV cache",
+               "model.tflite", "tinyexport.converters.tflite:convert", "tinyexport.runners.tflite_runner:TFLiteRunner",
+               "ai-edge-litert"),
+        Format("onnx", "ONNX graph with past_key_values / present KV cache (Optimum / onnxruntime-genai names)",
+               "model.onnx", "tinyexport.converters.onnx:convert", "tinyexport.runners.ort_runner:ORTRunner",
+               "onnxruntime"),
+    )
+})
+
+
+def load_object(path: str) -> Any:
+    """Import ``"package.module:attr"`` and return the attribute."""
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)

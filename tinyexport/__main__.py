@@ -1,0 +1,3 @@
+from tinyexport.cli import main
+
+main()

@@ -1,0 +1,145 @@
+"""Artefact directories: model file(s) + tokenizer files + ``manifest.json``.
+
+The manifest records format, recipe, ModelConfig, signatures, prefill lengths, cache length, the
+source checkpoint's fingerprint, tool versions, conversion cost and the sha256 of every file.
+Runners load through ``load_artefact``, which refuses missing or tampered files. No torch here.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import platform
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping
+
+from tinyexport.errors import UserError
+from tinyexport.models.config import ModelConfig
+
+MANIFEST = "manifest.json"
+SCHEMA_VERSION = 1
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+_VERSIONED_PACKAGES = ("tinyexport", "torch", "transformers", "litert-torch", "ai-edge-litert", "ai-edge-quantizer",
+                       "onnx", "onnxscript", "onnxruntime", "optimum-onnx", "numpy", "tokenizers")
+
+
+class ArtefactError(UserError, ValueError):
+    """An artefact directory is missing, malformed or tampered with (message names the file)."""
+
+
+@dataclass(frozen=True)
+class Artefact:
+    path: Path
+    manifest: Mapping[str, Any]
+
+    @property
+    def format(self) -> str:
+        return str(self.manifest["format"])
+
+    @property
+    def recipe(self) -> str:
+        return str(self.manifest["recipe"])
+
+    @property
+    def config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.manifest["model_config"])
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / str(self.manifest["model_file"])
+
+    @property
+    def kv_cache_max_len(self) -> int:
+        return int(self.manifest["kv_cache_max_len"])
+
+    @property
+    def tokenizer_dir(self) -> Path | None:
+        return self.path if (self.path / "tokenizer.json").is_file() else None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def size_bytes(self) -> int:
+        """Bytes on disk of the model files (tokenizer and manifest excluded)."""
+        return sum(int(f["bytes"]) for n, f in self.manifest["files"].items() if n not in TOKENIZER_FILES)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tool_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in _VERSIONED_PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def write_manifest(directory: Path, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Write ``manifest.json`` into ``directory`` with the hash and size of every other file in it."""
+    directory = Path(directory)
+    files = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST):
+        rel = path.relative_to(directory).as_posix()
+        files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    manifest = {
+        "schema": SCHEMA_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "tool_versions": tool_versions(),
+        **fields,
+        "files": files,
+    }
+    required = ("format", "recipe", "model_config", "model_file", "kv_cache_max_len")
+    absent = [k for k in required if k not in manifest]
+    if absent:
+        raise ValueError(f"manifest lacks {absent}")
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def copy_tokenizer_files(source: Path | None, target: Path) -> list[str]:
+    """Copy the tokenizer files that exist in ``source`` into ``target``; return their names."""
+    import shutil
+
+    if source is None:
+        return []
+    copied = []
+    for name in TOKENIZER_FILES:
+        if (Path(source) / name).is_file():
+            shutil.copy2(Path(source) / name, Path(target) / name)
+            copied.append(name)
+    return copied
+
+
+def load_artefact(path: Path | str, *, check_hashes: bool = True) -> Artefact:
+    """Open an artefact dir; every file listed in the manifest must exist with its recorded sha256."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ArtefactError(f"artefact {path} does not exist or is not a directory; pass a directory made by `tinyexport convert`")
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise ArtefactError(f"{path} has no {MANIFEST}; it was not made by `tinyexport convert` (or is incomplete)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ArtefactError(f"{manifest_path} is not valid JSON ({err}); re-run `tinyexport convert`") from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA_VERSION or "files" not in manifest:
+        raise ArtefactError(f"{manifest_path} is not a tinyexport manifest (schema {SCHEMA_VERSION}); re-run `tinyexport convert`")
+    for rel, info in manifest["files"].items():
+        file = path / rel
+        if not file.is_file():
+            raise ArtefactError(f"artefact {path} is missing {rel}; re-run `tinyexport convert` to rebuild it")
+        if file.stat().st_size != int(info["bytes"]) or (check_hashes and sha256_file(file) != info["sha256"]):
+            raise ArtefactError(f"{file} does not match the sha256 in {MANIFEST} (modified or corrupt); re-run `tinyexport convert`")
+    return Artefact(path, manifest)

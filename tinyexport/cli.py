@@ -1,0 +1,84 @@
+"""The ``tinyexport`` command line: a thin click layer. Heavy backends are imported inside commands,
+so ``tinyexport --help`` never imports torch.
+
+Exit codes: 0 success, 1 a check failed (parity, quality), 2 bad input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from tinyexport import __version__
+from tinyexport.errors import ParityError, UserError
+
+# command name -> "module:attribute"; modules define click commands and import nothing heavy.
+COMMANDS: dict[str, str] = {
+    "verify": "tinyexport.commands.verify:verify",
+}
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one line on stderr and exit (no traceback)."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class TinyexportGroup(click.Group):
+    """Lazy subcommands, and every failure mapped to one line and an exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            result = super().main(args, prog_name or "tinyexport", complete_var, standalone_mode=False, **extra)
+        except click.UsageError as err:
+            hint = f" (see '{err.ctx.command_path} --help')" if err.ctx else ""
+            fail(f"{err.format_message()}{hint}")
+        except click.ClickException as err:
+            fail(err.format_message())
+        except click.Abort:
+            fail("aborted", 1)
+        except UserError as err:
+            fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        except ParityError as err:
+            fail(str(err), 1)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(cls=TinyexportGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, "--version", prog_name="tinyexport")
+def cli() -> None:
+    """Export Llama-family models to TFLite and ONNX, and prove every file matches the original.
+
+    \b
+    Typical flow:
+      tinyexport verify                                   # re-implementation vs transformers
+      tinyexport convert --format tflite --quantize       # int8 LiteRT artefact of the default model
+      tinyexport verify out/smollm2-135m_q8_ekv1024       # the file vs transformers
+    """
+
+
+def main() -> None:
+    from tinyexport.console import quiet_third_party_logs
+
+    quiet_third_party_logs()
+    cli.main()
+
+
+if __name__ == "__main__":
+    main()

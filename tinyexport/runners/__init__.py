@@ -1,0 +1,37 @@
+"""Runners: one protocol (prefill / decode / reset) over every backend.
+
+``TorchRunner`` and ``HFRunner`` need torch; artefact runners need only their runtime. Nothing heavy is
+imported here: ``open_artefact_runner`` imports the runner its manifest names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tinyexport.artefact import Artefact, load_artefact
+from tinyexport.errors import UserError
+from tinyexport.converters.formats import FORMATS, load_object
+
+from .base import CacheOverflowError, Generation, Runner, greedy_generate
+
+__all__ = ["CacheOverflowError", "Generation", "Runner", "greedy_generate", "open_artefact_runner"]
+
+
+class RuntimeMissingError(UserError, ImportError):
+    """The runtime an artefact needs is not installed."""
+
+
+def open_artefact_runner(artefact: Artefact | Path | str, **options: Any) -> Runner:
+    """The Runner for an artefact directory (hashes checked), picked by its manifest's format."""
+    art = artefact if isinstance(artefact, Artefact) else load_artefact(artefact)
+    fmt = FORMATS.get(art.format)
+    if fmt is None:
+        raise ValueError(f"{art.path}: unknown format {art.format!r} in manifest (known: {', '.join(FORMATS)})")
+    try:
+        runner_cls = load_object(fmt.runner)
+    except ImportError as err:
+        raise RuntimeMissingError(
+            f"{art.path} needs {fmt.runtime_package} ({err.name or err}); "
+            f"install it with `pip install 'tinyexport[runtime]'`") from None
+    return runner_cls.from_artefact(art, **options)

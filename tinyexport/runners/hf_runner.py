@@ -1,0 +1,50 @@
+"""HFRunner: transformers' LlamaForCausalLM (eager attention, fp32), the reference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from tinyexport.models.checkpoint import Checkpoint
+from tinyexport.models.config import ModelConfig
+
+from .base import as_tokens, check_capacity
+
+
+class HFRunner:
+    logits_positions = "all"
+
+    def __init__(self, model: Any, config: ModelConfig, *, max_len: int = 2048, name: str = "hf") -> None:
+        self.model = model.eval()
+        self.config = config
+        self.max_len = max_len
+        self.name = name
+        self.reset()
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Checkpoint, *, max_len: int = 2048, name: str = "hf") -> "HFRunner":
+        from transformers import LlamaForCausalLM
+
+        model = LlamaForCausalLM.from_pretrained(str(checkpoint.directory), dtype=torch.float32,
+                                                 attn_implementation="eager")
+        return cls(model, checkpoint.config, max_len=max_len, name=name)
+
+    def reset(self) -> None:
+        from transformers import DynamicCache
+
+        self.position = 0
+        self.cache = DynamicCache()
+
+    @torch.inference_mode()
+    def prefill(self, tokens: np.ndarray) -> np.ndarray:
+        ids = as_tokens(tokens)
+        check_capacity(self.name, self.position, ids.size, self.max_len)
+        out = self.model(input_ids=torch.from_numpy(ids)[None], past_key_values=self.cache, use_cache=True)
+        self.cache = out.past_key_values
+        self.position += ids.size
+        return out.logits[0].float().numpy()
+
+    def decode(self, token: int) -> np.ndarray:
+        return self.prefill(np.array([token]))[-1]

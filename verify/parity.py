@@ -1,0 +1,118 @@
+"""Parity of a candidate runner against a reference runner on the same tokens.
+
+The reference runs once (``reference_trace``): prompt logits and a greedy continuation. Each
+candidate is then run *teacher-forced* on the reference's tokens, so every compared position has the
+same context in both: the prompt positions its prefill returns, then one decode step per generated
+token. Metrics over those positions: max/mean |Δlogit|, top-1 agreement, mean KL(ref‖cand). Greedy
+agreement is the number of leading generated tokens the candidate would pick itself; only if it
+diverges is the candidate run free to get its own text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from tinyexport.runners.base import Runner, greedy_generate
+
+from .tolerances import Tolerance
+
+
+@dataclass(frozen=True)
+class ReferenceTrace:
+    name: str
+    prompt: np.ndarray  # (T,)
+    prompt_logits: np.ndarray  # (T, V)
+    tokens: list[int]  # greedy continuation
+    step_logits: np.ndarray  # (N, V): row i chose tokens[i]; row 0 is the prompt's last position
+
+
+def reference_trace(runner: Runner, prompt: np.ndarray, max_new_tokens: int) -> ReferenceTrace:
+    if runner.logits_positions != "all":
+        raise ValueError(f"reference {runner.name} must return logits for every prompt position")
+    runner.reset()
+    prompt_logits = runner.prefill(prompt)
+    tokens: list[int] = []
+    steps = []
+    logits = prompt_logits[-1]
+    for i in range(max_new_tokens):
+        steps.append(logits)
+        tokens.append(int(np.argmax(logits)))
+        if i + 1 < max_new_tokens:
+            logits = runner.decode(tokens[-1])
+    return ReferenceTrace(runner.name, np.asarray(prompt), prompt_logits, tokens, np.stack(steps))
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def kl_divergence(ref_logits: np.ndarray, cand_logits: np.ndarray) -> np.ndarray:
+    """KL(ref ‖ cand) per row, in nats (float64, >= 0 up to rounding)."""
+    lp, lq = log_softmax(ref_logits), log_softmax(cand_logits)
+    return np.maximum((np.exp(lp) * (lp - lq)).sum(axis=-1), 0.0)
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    name: str
+    format: str
+    recipe: str
+    max_abs: float
+    mean_abs: float
+    prefill_max_abs: float
+    decode_max_abs: float
+    top1_agreement: float
+    kl: float  # mean over compared positions
+    kl_max: float
+    positions: int  # compared positions (prompt rows returned by prefill + decode steps)
+    greedy_match: int
+    greedy_total: int
+    first_divergence: int | None
+    candidate_tokens: list[int]
+    passed: bool
+    failures: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def compare(reference: ReferenceTrace, candidate: Runner, tolerance: Tolerance, *, fmt: str, recipe: str) -> ParityReport:
+    """Run ``candidate`` teacher-forced on ``reference``'s tokens and measure it against the tolerance."""
+    candidate.reset()
+    prefill_logits = candidate.prefill(reference.prompt)
+    rows = prefill_logits.shape[0]
+    prefill_ref = reference.prompt_logits[-rows:]
+    choices = [int(np.argmax(prefill_logits[-1]))]
+    decode_ref, decode_cand = [], []
+    for i, token in enumerate(reference.tokens[:-1]):
+        logits = candidate.decode(token)
+        decode_ref.append(reference.step_logits[i + 1])
+        decode_cand.append(logits)
+        choices.append(int(np.argmax(logits)))
+    ref_rows = np.concatenate([prefill_ref] + ([np.stack(decode_ref)] if decode_ref else []))
+    cand_rows = np.concatenate([prefill_logits] + ([np.stack(decode_cand)] if decode_cand else []))
+    diff = np.abs(ref_rows.astype(np.float64) - cand_rows.astype(np.float64))
+    kl = kl_divergence(ref_rows, cand_rows)
+    top1 = float(np.mean(ref_rows.argmax(-1) == cand_rows.argmax(-1)))
+
+    mismatch = [i for i, (a, b) in enumerate(zip(choices, reference.tokens)) if a != b]
+    first_div = mismatch[0] if mismatch else None
+    match = len(reference.tokens) if first_div is None else first_div
+    own_tokens = list(reference.tokens) if first_div is None else greedy_generate(
+        candidate, reference.prompt, len(reference.tokens)).tokens
+    total = len(reference.tokens)
+    greedy_fraction = match / total if total else 1.0
+
+    max_abs = float(diff.max())
+    failures = tolerance.violations(max_abs, top1, float(kl.mean()), greedy_fraction)
+    return ParityReport(
+        name=candidate.name, format=fmt, recipe=recipe, max_abs=max_abs, mean_abs=float(diff.mean()),
+        prefill_max_abs=float(diff[:rows].max()),
+        decode_max_abs=float(diff[rows:].max()) if diff.shape[0] > rows else 0.0,
+        top1_agreement=top1, kl=float(kl.mean()), kl_max=float(kl.max()), positions=int(diff.shape[0]),
+        greedy_match=match, greedy_total=total, first_divergence=first_div, candidate_tokens=own_tokens,
+        passed=not failures, failures=failures)
