@@ -28,6 +28,9 @@ class Recipe:
     description: str
     tolerances: Mapping[str, Tolerance] = field(default_factory=dict)  # format -> bound; keys = supported formats
     short: str = ""  # tag used in default artefact names (e.g. "q8")
+    # Largest allowed (model file bytes) / (fp32 parameter bytes). A converter that silently leaves
+    # weights in fp32 fails this check instead of shipping a "quantized" file that is not.
+    max_size_ratio: float | None = None
 
     @property
     def formats(self) -> tuple[str, ...]:
@@ -38,18 +41,18 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType({
     r.name: r
     for r in (
         Recipe("fp32", "no quantization (float32 weights and activations)",
-               {"torch": FP32_TIGHT, "tflite": FP32_TIGHT, "onnx": FP32_TIGHT}, short="f32"),
+               {"torch": FP32_TIGHT, "tflite": FP32_TIGHT, "onnx": FP32_TIGHT}, short="f32", max_size_ratio=1.1),
         Recipe("fp16", "float16 weights",
                {"tflite": Tolerance(min_top1=0.95, max_kl=2e-3, min_greedy=0.5),
-                "onnx": Tolerance(min_top1=0.95, max_kl=2e-3, min_greedy=0.5)}, short="f16"),
+                "onnx": Tolerance(min_top1=0.95, max_kl=2e-3, min_greedy=0.5)}, short="f16", max_size_ratio=0.6),
         Recipe("dynamic_int8", "int8 per-channel weights, int8 dynamic-range activations in matmuls",
                {"tflite": Tolerance(min_top1=0.8, max_kl=0.1, min_greedy=0.25),
-                "onnx": Tolerance(min_top1=0.8, max_kl=0.1, min_greedy=0.25)}, short="q8"),
+                "onnx": Tolerance(min_top1=0.8, max_kl=0.1, min_greedy=0.25)}, short="q8", max_size_ratio=0.4),
         Recipe("weight_only_int8", "int8 per-channel weights, float activations",
-               {"tflite": Tolerance(min_top1=0.9, max_kl=0.05, min_greedy=0.25)}, short="w8"),
+               {"tflite": Tolerance(min_top1=0.9, max_kl=0.05, min_greedy=0.25)}, short="w8", max_size_ratio=0.4),
         Recipe("int4_block32", "int4 weights in blocks of 32 with a scale per block",
                {"tflite": Tolerance(min_top1=0.6, max_kl=0.5, min_greedy=0.0),
-                "onnx": Tolerance(min_top1=0.6, max_kl=0.5, min_greedy=0.0)}, short="q4b32"),
+                "onnx": Tolerance(min_top1=0.6, max_kl=0.5, min_greedy=0.0)}, short="q4b32", max_size_ratio=0.35),
     )
 })
 

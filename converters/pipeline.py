@@ -1,0 +1,68 @@
+"""The format-independent part of an export: atomic directory, tokenizer files, size check, manifest.
+
+A format's converter (named in ``formats.FORMATS``) has the contract
+
+    convert(checkpoint, export: ExportConfig, out_dir: Path) -> dict
+
+It writes its model file(s) into ``out_dir`` (a temp dir) and returns format-specific manifest fields
+(at least ``"signatures"``). Everything else about an artefact is done here, once.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from tinyexport.artefact import copy_tokenizer_files, write_manifest
+from tinyexport.atomic import atomic_directory
+from tinyexport.resources import peak_rss_mb
+
+from .export_config import ExportConfig
+from .formats import FORMATS, load_object
+from .recipes import RECIPES
+
+
+class QuantizationCheckError(RuntimeError):
+    """The converter produced a file too large for its recipe: weights were not really quantized."""
+
+
+def check_quantized_size(model_bytes: int, num_parameters: int, recipe: str) -> float:
+    """Ratio of the model file to fp32 parameter bytes; raise if above the recipe's bound."""
+    ratio = model_bytes / (4 * num_parameters)
+    bound = RECIPES[recipe].max_size_ratio
+    if bound is not None and ratio > bound:
+        raise QuantizationCheckError(
+            f"recipe {recipe}: model file is {model_bytes / 1e6:.1f} MB = {ratio:.2f} x the fp32 weights "
+            f"(bound {bound}); the weights were not quantized as the recipe promises")
+    return ratio
+
+
+def export_artefact(checkpoint: Any, export: ExportConfig, target: Path, *, replace: bool = False,
+                    source_ref: Mapping[str, Any]) -> dict[str, Any]:
+    """Convert ``checkpoint`` into the artefact directory ``target``; return the manifest written."""
+    fmt = FORMATS[export.format]
+    convert = load_object(fmt.converter)
+    start = time.perf_counter()
+    with atomic_directory(Path(target), replace=replace) as tmp:
+        fields = dict(convert(checkpoint, export, tmp))
+        seconds = time.perf_counter() - start
+        model_bytes = sum(p.stat().st_size for p in tmp.iterdir() if p.is_file())
+        ratio = check_quantized_size(model_bytes, checkpoint.config.num_parameters(), export.recipe)
+        copy_tokenizer_files(checkpoint.tokenizer_dir, tmp)
+        manifest = write_manifest(tmp, {
+            "format": export.format,
+            "recipe": export.recipe,
+            "model_file": fmt.model_file,
+            "model_config": checkpoint.config.to_dict(),
+            "export": export.to_json(),
+            "kv_cache_max_len": export.kv_cache_max_len,
+            "prefill_seq_lens": list(export.prefill_seq_lens),
+            "prefill_logits": export.prefill_logits,
+            "source": {**dict(source_ref), "name": checkpoint.name, "directory": str(checkpoint.directory),
+                       "fingerprint": checkpoint.fingerprint()},
+            "conversion": {"seconds": round(seconds, 2), "peak_rss_mb": round(peak_rss_mb(), 1),
+                           "size_ratio_vs_fp32": round(ratio, 4)},
+            **fields,
+        })
+    return manifest

@@ -1,0 +1,84 @@
+"""``tinyexport convert``: checkpoint -> verified-ready artefact directory (TFLite or ONNX)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tinyexport.converters.formats import FORMATS
+from tinyexport.converters.recipes import BARE_QUANTIZE, RECIPES
+from tinyexport.models.config import ATTENTION_IMPLS
+
+from .common import checkpoint_options
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), required=True, help="Export format.")
+@click.option("--quantize", "recipe", type=click.Choice(list(RECIPES)), is_flag=False, flag_value=BARE_QUANTIZE,
+              default="fp32", show_default=True,
+              help=f"Quantization recipe; a bare --quantize means {BARE_QUANTIZE}.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Artefact directory [default: out/<model>_<recipe>_... derived from the options].")
+@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@checkpoint_options
+@click.option("--prefill-seq-lens", default="8,64,128", show_default=True,
+              help="Comma-separated prefill lengths (TFLite: one prefill_N signature each).")
+@click.option("--kv-cache-max-len", type=int, default=1024, show_default=True,
+              help="KV-cache capacity in tokens (TFLite: fixed cache length).")
+@click.option("--attention", type=click.Choice(ATTENTION_IMPLS), default="standard", show_default=True)
+@click.option("--flash-block-size", type=int, default=128, show_default=True)
+@click.option("--prefill-logits", type=click.Choice(["last", "all"]), default="last", show_default=True,
+              help="Prefill returns the last position's logits (fast) or every position's (for verification).")
+def convert(fmt: str, recipe: str, output: Path | None, force: bool, checkpoint: str, random_weights: bool, seed: int,
+            prefill_seq_lens: str, kv_cache_max_len: int, attention: str, flash_block_size: int,
+            prefill_logits: str) -> None:
+    """Export a checkpoint to an artefact directory: model file(s), tokenizer files, manifest.json.
+
+    The directory is built in a temporary sibling and renamed into place when complete, so an
+    interrupted conversion never leaves a partial artefact behind.
+    """
+    from tinyexport.converters.export_config import ExportConfig, parse_seq_lens
+    from tinyexport.errors import UserError
+
+    try:
+        export = ExportConfig(format=fmt, recipe=recipe, prefill_seq_lens=parse_seq_lens(prefill_seq_lens),
+                              kv_cache_max_len=kv_cache_max_len, attention=attention,
+                              flash_block_size=flash_block_size, prefill_logits=prefill_logits)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    from tinyexport.commands.common import open_checkpoint
+
+    ckpt = open_checkpoint(checkpoint, random_weights, seed)
+    if kv_cache_max_len > ckpt.config.max_position_embeddings:
+        raise UserError(f"--kv-cache-max-len {kv_cache_max_len} exceeds the model's max_position_embeddings "
+                        f"({ckpt.config.max_position_embeddings}); lower it")
+    target = output or default_output(ckpt.directory.name if random_weights else checkpoint, export,
+                                      random_weights=random_weights, seed=seed)
+    if target.exists() and not force:
+        raise UserError(f"output {target} already exists; pass --force to replace it or -o another directory")
+
+    from tinyexport.console import make_console
+    from tinyexport.converters.pipeline import export_artefact
+
+    console = make_console()
+    console.print(f"converting [bold]{ckpt.name}[/] -> {fmt} / {recipe} ({target})")
+    manifest = export_artefact(ckpt, export, target, replace=force,
+                               source_ref={"spec": checkpoint, "random_weights": random_weights, "seed": seed})
+    conv = manifest.get("conversion", {})
+    size_mb = sum(f["bytes"] for f in manifest["files"].values()) / 1e6
+    console.print(f"wrote {target} ({size_mb:.1f} MB) in {conv.get('seconds', 0):.1f} s, "
+                  f"peak RSS {conv.get('peak_rss_mb', 0):.0f} MiB")
+
+
+def default_output(model_name: str, export, *, random_weights: bool, seed: int) -> Path:
+    """out/<model>_<short recipe>_ekv<N> for TFLite, out/<model>_onnx_<short recipe> for ONNX."""
+    name = Path(model_name).name.removesuffix(".gguf")
+    short = RECIPES[export.recipe].short or export.recipe
+    if export.format == "tflite":
+        stem = f"{name}_{short}_ekv{export.kv_cache_max_len}"
+    else:
+        stem = f"{name}_{export.format}_{short}"
+    if export.prefill_logits == "all":
+        stem += "_alllogits"
+    return Path("out") / stem
