@@ -36,12 +36,14 @@ def convert(checkpoint: Any, export: ExportConfig, out_dir: Path) -> dict[str, A
     if export.recipe == "fp32":
         _write_float_model(checkpoint, export, target)
     else:
-        from .tflite_quant import quantize_file
+        from .tflite_quant import generative_recipe, quantize_file
 
+        generative_recipe(export.recipe)  # an unknown recipe fails here, not after minutes of conversion
         float_path = out_dir / ".float.tflite"  # inside the atomic temp dir: removed on any failure
         _write_float_model(checkpoint, export, float_path)
         quantize_file(float_path, export.recipe, target)
         float_path.unlink()
+        target.chmod(0o644)  # the quantizer's writer leaves it executable
     stored = constant_bytes_by_type(target)
     return {"signatures": describe_signatures(target), "weight_bytes": sum(stored.values()),
             "tflite": {"constant_bytes_by_type": stored, "convert_options": dict(CONVERT_OPTIONS)}}

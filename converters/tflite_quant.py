@@ -31,7 +31,6 @@ LAYER_RECIPES: Mapping[str, Callable[[], quant_recipe.LayerQuantRecipe]] = Mappi
     "dynamic_int8": _dynamic(_Dtype.INT8, _Gran.CHANNELWISE),
     "weight_only_int8": _weight_only(_Dtype.INT8, _Gran.CHANNELWISE),
     "int4_block32": _dynamic(_Dtype.INT4, _Gran.BLOCKWISE_32),
-    "int4_block128": _dynamic(_Dtype.INT4, _Gran.BLOCKWISE_128),
 })
 
 
