@@ -192,3 +192,13 @@ def test_verify_refuses_a_prompt_beyond_the_cache(art_all):
 
     assert_bad_input(run_cli("verify", str(art_all), "--prompt-tokens", "12", "--max-new-tokens", "8"),
                      "exceeds the KV cache", f"({S})")
+
+
+def test_runner_refuses_a_file_litert_cannot_load(tmp_path):
+    from tinyexport.artefact import ArtefactError
+    from tinyexport.runners.tflite_runner import TFLiteRunner
+
+    bogus = tmp_path / "model.tflite"
+    bogus.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(200))
+    with pytest.raises(ArtefactError, match="LiteRT cannot load"):
+        TFLiteRunner(bogus, TINY, kv_cache_max_len=S)
