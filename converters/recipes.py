@@ -16,6 +16,19 @@ from tinyexport.verify.tolerances import Tolerance
 
 FP32_TIGHT = Tolerance(max_abs=1e-4, min_top1=1.0, max_kl=1e-6, min_greedy=1.0)
 
+# TFLite bounds, measured on SmolLM2 (8 prompts of 3-17 tokens + 32 greedy tokens, and one of 108 + 64;
+# `tinyexport verify` with default threads) and set with a margin. Measured ranges:
+#   fp32             max_abs 5.8e-5 .. 1.24e-4 (XNNPACK's fp32 kernels sum in another order), KL < 1e-10
+#   fp16             top-1 1.0, KL 1.2e-6 .. 3.3e-6, greedy 32/32 on every prompt
+#   dynamic_int8     top-1 0.84 .. 1.0, KL 0.015 .. 0.029, greedy 0/32 .. 32/32
+#   weight_only_int8 top-1 0.91 .. 1.0, KL 0.0026 .. 0.0070, greedy 2/32 .. 32/32
+#   int4_block32     top-1 0.47 .. 0.78, KL 0.34 .. 0.74, greedy 0/32 .. 6/32
+# Greedy agreement is not gated for the integer recipes: at a near-tie the first generated token can
+# already differ (it did for both int8 recipes), so top-1 and KL are their gates. int4 with symmetric
+# blocks is poor on SmolLM2 whose only weights are asymmetric Q4_1 (a plain-torch simulation of the same
+# rounding gives the same KL), so its bounds only catch a broken model, not a mediocre one.
+TFLITE_FP32 = Tolerance(max_abs=2.5e-4, min_top1=1.0, max_kl=1e-6, min_greedy=1.0)
+
 # Bounds the test-suite asserts on the re-implementation itself (tiny random configs, std-0.02 weights).
 REIMPL_TINY_MAX_ABS = 1e-5  # our model vs transformers LlamaForCausalLM, any attention implementation
 FLASH_VS_STANDARD_PREFILL_MAX_ABS = 3e-5  # flash vs standard attention, prefill logits
@@ -40,19 +53,23 @@ class Recipe:
 RECIPES: Mapping[str, Recipe] = MappingProxyType({
     r.name: r
     for r in (
+        # max_size_ratio: stored weight bytes / fp32 parameter bytes. TFLite measures 1.001 (fp32),
+        # 0.501 (fp16), 0.250 (int8), 0.141 (int4, fp16 block scales) on SmolLM2 and the 1.1B shape.
+        # Each bound sits below the size the recipe would have with the embedding and lm_head left in
+        # fp32 (1.1B: 0.56 / 0.34 / 0.24), or with int8 instead of int4.
         Recipe("fp32", "no quantization (float32 weights and activations)",
-               {"torch": FP32_TIGHT, "tflite": FP32_TIGHT, "onnx": FP32_TIGHT}, short="f32", max_size_ratio=1.1),
+               {"torch": FP32_TIGHT, "tflite": TFLITE_FP32, "onnx": FP32_TIGHT}, short="f32", max_size_ratio=1.1),
         Recipe("fp16", "float16 weights",
-               {"tflite": Tolerance(min_top1=0.95, max_kl=2e-3, min_greedy=0.5),
-                "onnx": Tolerance(min_top1=0.95, max_kl=2e-3, min_greedy=0.5)}, short="f16", max_size_ratio=0.6),
+               {"tflite": Tolerance(min_top1=0.97, max_kl=1e-5, min_greedy=0.5),
+                "onnx": Tolerance(min_top1=0.95, max_kl=2e-3, min_greedy=0.5)}, short="f16", max_size_ratio=0.55),
         Recipe("dynamic_int8", "int8 per-channel weights, int8 dynamic-range activations in matmuls",
-               {"tflite": Tolerance(min_top1=0.8, max_kl=0.1, min_greedy=0.25),
-                "onnx": Tolerance(min_top1=0.8, max_kl=0.1, min_greedy=0.25)}, short="q8", max_size_ratio=0.4),
+               {"tflite": Tolerance(min_top1=0.8, max_kl=0.05, min_greedy=0.0),
+                "onnx": Tolerance(min_top1=0.8, max_kl=0.1, min_greedy=0.25)}, short="q8", max_size_ratio=0.3),
         Recipe("weight_only_int8", "int8 per-channel weights, float activations",
-               {"tflite": Tolerance(min_top1=0.9, max_kl=0.05, min_greedy=0.25)}, short="w8", max_size_ratio=0.4),
-        Recipe("int4_block32", "int4 weights in blocks of 32 with a scale per block",
-               {"tflite": Tolerance(min_top1=0.6, max_kl=0.5, min_greedy=0.0),
-                "onnx": Tolerance(min_top1=0.6, max_kl=0.5, min_greedy=0.0)}, short="q4b32", max_size_ratio=0.35),
+               {"tflite": Tolerance(min_top1=0.85, max_kl=0.012, min_greedy=0.0)}, short="w8", max_size_ratio=0.3),
+        Recipe("int4_block32", "int4 weights in blocks of 32 with a scale per block (dynamic-range matmuls)",
+               {"tflite": Tolerance(min_top1=0.4, max_kl=1.0, min_greedy=0.0),
+                "onnx": Tolerance(min_top1=0.6, max_kl=0.5, min_greedy=0.0)}, short="q4b32", max_size_ratio=0.22),
     )
 })
 

@@ -1,0 +1,186 @@
+"""TFLiteRunner: a tinyexport ``.tflite`` artefact through LiteRT (``ai_edge_litert``), no torch.
+
+The file holds ``prefill_{N}`` signatures and ``decode`` sharing one set of weights; each takes the
+per-layer caches as inputs and returns the updated caches under the same names (``tflite_io``). The
+runner keeps the caches between calls, splits prompts into chunks over the signatures
+(``tflite_chunks``) and refuses to run past the cache with ``CacheOverflowError``.
+
+It uses LiteRT's ``CompiledModel`` with runtime-allocated tensor buffers: two sets of cache buffers,
+one bound as the inputs and the other as the outputs of a call, swapped after it. The caches never
+pass through Python, which the ``Interpreter``'s signature runners would force (a copy in and a copy
+out of every cache tensor per token: 94 MB per decoded token for SmolLM2 with a 1024 cache).
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinyexport.artefact import Artefact, ArtefactError
+from tinyexport.converters.tflite_io import DECODE, INPUT_POS, LOGITS, TOKENS, cache_names, prefill_length
+from tinyexport.models.config import ModelConfig
+
+from .base import as_tokens, check_capacity
+from .native_logs import captured_native_stderr
+from .tflite_chunks import Chunk, padded_inputs, plan_chunks
+
+
+class TFLiteLoadError(ArtefactError):
+    """LiteRT could not load or compile the model file."""
+
+
+@dataclass(frozen=True)
+class _Signature:
+    """One signature's own buffers (the cache buffers are shared by all signatures)."""
+
+    name: str
+    length: int  # tokens per call (1 for decode)
+    logits_rows: int  # rows of logits it returns (length, or 1 for last-position logits)
+    tokens: Any
+    input_pos: Any
+    logits: Any
+
+
+class TFLiteRunner:
+    """Runner protocol over the signatures of one LiteRT compiled model."""
+
+    def __init__(self, model_path: Path, config: ModelConfig, *, kv_cache_max_len: int,
+                 threads: int | None = None, name: str | None = None) -> None:
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self.config = config
+        self.max_len = kv_cache_max_len
+        self.name = name or Path(model_path).parent.name
+        self.threads = threads
+        self.cache_names = cache_names(config.num_layers)
+        # LiteRT logs a dozen lines to fd 2 while it compiles the model and on the first buffer access
+        # (which sets up its tensor-buffer environment): keep them out of the command's output.
+        with captured_native_stderr() as log:
+            self.model = _compile(Path(model_path), threads)
+        if self.model is None:
+            errors = [line for line in log.text.splitlines() if "ERROR" in line] or ["unknown error"]
+            raise TFLiteLoadError(f"LiteRT cannot load {model_path}: {errors[-1].strip()}")
+        self._check_io()
+        with captured_native_stderr():
+            self.signatures = self._bind_signatures()
+            self._cache_in = {n: self.model.create_output_buffer_by_name(DECODE, n) for n in self.cache_names}
+            self._cache_out = {n: self.model.create_output_buffer_by_name(DECODE, n) for n in self.cache_names}
+            self.reset()
+        self.prefill_lengths = tuple(sorted(n for n in self.signatures if n > 1))
+        prefill_rows = {s.logits_rows for s in self.signatures.values() if s.name != DECODE}
+        self.logits_positions = "all" if prefill_rows != {1} else "last"
+
+    @classmethod
+    def from_artefact(cls, art: Artefact, threads: int | None = None) -> "TFLiteRunner":
+        """Open ``art`` (hashes already checked by ``load_artefact``); ``threads``: LiteRT CPU threads."""
+        runner = cls(art.model_path, art.config, kv_cache_max_len=art.kv_cache_max_len, threads=threads,
+                     name=art.name)
+        recorded = art.manifest.get("prefill_logits", runner.logits_positions)
+        if recorded != runner.logits_positions:
+            raise ArtefactError(f"{art.path}: manifest says prefill_logits={recorded!r} but the .tflite returns "
+                                f"{runner.logits_positions!r}; re-run `tinyexport convert`")
+        return runner
+
+    def _check_io(self) -> None:
+        """The file must have decode + prefill_N, each with our inputs/outputs and cache shapes."""
+        signatures = self.model.get_signature_list()
+        if DECODE not in signatures or not any(prefill_length(s) for s in signatures):
+            raise ArtefactError(f"{self.name}: the .tflite has signatures {sorted(signatures)}; expected prefill_N "
+                                "and decode (re-run `tinyexport convert`)")
+        cache_shape = [1, self.config.num_kv_heads, self.max_len, self.config.head_dim]
+        for sig in signatures:
+            inputs = self.model.get_input_tensor_details(sig)
+            outputs = self.model.get_output_tensor_details(sig)
+            if sorted(inputs) != sorted([TOKENS, INPUT_POS, *self.cache_names]) or \
+                    sorted(outputs) != sorted([LOGITS, *self.cache_names]):
+                raise ArtefactError(f"{self.name}: signature {sig} has inputs {sorted(inputs)}, not those of a "
+                                    f"{self.config.num_layers}-layer tinyexport model (re-run `tinyexport convert`)")
+            bad = {n: list(inputs[n]["shape"]) for n in self.cache_names if list(inputs[n]["shape"]) != cache_shape}
+            if bad or outputs[LOGITS]["shape"][-1] != self.config.vocab_size:
+                raise ArtefactError(f"{self.name}: signature {sig} does not match the manifest (cache shape "
+                                    f"{cache_shape}, vocab {self.config.vocab_size}); re-run `tinyexport convert`")
+
+    def _bind_signatures(self) -> dict[int, _Signature]:
+        bound = {}
+        for sig in self.model.get_signature_list():
+            length = 1 if sig == DECODE else prefill_length(sig)
+            if length is None or (length == 1 and sig != DECODE):
+                continue  # a prefill_1 would duplicate decode
+            rows = int(self.model.get_output_tensor_details(sig)[LOGITS]["shape"][1])
+            bound[length] = _Signature(sig, length, rows, self.model.create_input_buffer_by_name(sig, TOKENS),
+                                       self.model.create_input_buffer_by_name(sig, INPUT_POS),
+                                       self.model.create_output_buffer_by_name(sig, LOGITS))
+        return bound
+
+    def reset(self) -> None:
+        self.position = 0
+        zeros = np.zeros((self.config.num_kv_heads, self.max_len, self.config.head_dim), np.float32)
+        for buffer in self._cache_in.values():
+            buffer.write(zeros)
+
+    def _run(self, tokens: np.ndarray, chunk: Chunk) -> np.ndarray:
+        """Run one chunk; its logits rows for the real tokens: (count, V), or (1, V) if last-only."""
+        sig = self.signatures[chunk.length]
+        ids, pos = padded_inputs(tokens, chunk)
+        sig.tokens.write(ids)
+        sig.input_pos.write(pos)
+        self.model.run_by_name(sig.name, {TOKENS: sig.tokens, INPUT_POS: sig.input_pos, **self._cache_in},
+                               {LOGITS: sig.logits, **self._cache_out})
+        self._cache_in, self._cache_out = self._cache_out, self._cache_in
+        vocab = self.config.vocab_size
+        logits = sig.logits.read(sig.logits_rows * vocab, np.float32).reshape(sig.logits_rows, vocab)
+        return logits[:chunk.count] if sig.logits_rows == chunk.length else logits
+
+    def prefill(self, tokens: np.ndarray) -> np.ndarray:
+        ids = as_tokens(tokens)
+        check_capacity(self.name, self.position, ids.size, self.max_len)
+        if ids.min() < 0 or ids.max() >= self.config.vocab_size:
+            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), got {ids.min()}..{ids.max()}")
+        rows, offset = [], 0
+        for chunk in plan_chunks(self.position, ids.size, tuple(self.signatures), self.max_len):
+            rows.append(self._run(ids[offset:offset + chunk.count], chunk))
+            offset += chunk.count
+            self.position += chunk.count
+        if self.logits_positions == "last":
+            return rows[-1][-1:]
+        return np.concatenate(rows)
+
+    def decode(self, token: int) -> np.ndarray:
+        return self.prefill(np.array([token]))[-1]
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> Any:
+    """One LiteRT environment for every runner of the process. Each environment registers (and on
+    destruction unregisters, logging each) its accelerators; sharing one keeps that to once."""
+    from ai_edge_litert.environment import Environment
+
+    return Environment.create()
+
+
+def _compile(model_path: Path, threads: int | None) -> Any:
+    """LiteRT CompiledModel on the CPU (XNNPACK); None if LiteRT cannot load the file.
+
+    XNNPACK repacks the weights for its kernels once per delegated subgraph, i.e. per signature:
+    4 signatures of the 1.1B fp32 model held 4 packed copies (20 GB RSS). With a weight-cache file
+    the packed weights are written once and memory-mapped by every signature. The file is only
+    needed while the model loads (the mappings outlive its name), so it lives in a temporary
+    directory removed right after.
+    """
+    from ai_edge_litert.compiled_model import CompiledModel
+    from ai_edge_litert.cpu_options import CpuOptions
+    from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+    from ai_edge_litert.options import Options
+
+    with tempfile.TemporaryDirectory(prefix="tinyexport-xnnpack-") as scratch:
+        cpu = CpuOptions(num_threads=threads or 0, xnnpack_weight_cache_path=str(Path(scratch) / "weights.xnn"))
+        options = Options(hardware_accelerators=HardwareAccelerator.CPU, cpu_options=cpu)
+        try:
+            return CompiledModel.from_file(str(model_path), environment=_environment(), options=options)
+        except RuntimeError:
+            return None
