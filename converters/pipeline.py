@@ -5,7 +5,9 @@ A format's converter (named in ``formats.FORMATS``) has the contract
     convert(checkpoint, export: ExportConfig, out_dir: Path) -> dict
 
 It writes its model file(s) into ``out_dir`` (a temp dir) and returns format-specific manifest fields
-(at least ``"signatures"``). Everything else about an artefact is done here, once.
+(at least ``"signatures"``; optionally ``"weight_bytes"``, the constant data it stored, which the size
+check then uses instead of the file sizes -- a tiny model's file is mostly graph, not weights).
+Everything else about an artefact is done here, once.
 """
 
 from __future__ import annotations
@@ -27,13 +29,13 @@ class QuantizationCheckError(RuntimeError):
     """The converter produced a file too large for its recipe: weights were not really quantized."""
 
 
-def check_quantized_size(model_bytes: int, num_parameters: int, recipe: str) -> float:
-    """Ratio of the model file to fp32 parameter bytes; raise if above the recipe's bound."""
+def check_quantized_size(model_bytes: int, num_parameters: int, recipe: str, fmt: str | None = None) -> float:
+    """Ratio of the model's bytes (file, or stored weights) to fp32 parameter bytes; raise if above the bound."""
     ratio = model_bytes / (4 * num_parameters)
-    bound = RECIPES[recipe].max_size_ratio
+    bound = RECIPES[recipe].size_bound(fmt)
     if bound is not None and ratio > bound:
         raise QuantizationCheckError(
-            f"recipe {recipe}: model file is {model_bytes / 1e6:.1f} MB = {ratio:.2f} x the fp32 weights "
+            f"recipe {recipe}: the model stores {model_bytes / 1e6:.1f} MB = {ratio:.2f} x the fp32 weights "
             f"(bound {bound}); the weights were not quantized as the recipe promises")
     return ratio
 
@@ -48,7 +50,8 @@ def export_artefact(checkpoint: Any, export: ExportConfig, target: Path, *, repl
         fields = dict(convert(checkpoint, export, tmp))
         seconds = time.perf_counter() - start
         model_bytes = sum(p.stat().st_size for p in tmp.iterdir() if p.is_file())
-        ratio = check_quantized_size(model_bytes, checkpoint.config.num_parameters(), export.recipe)
+        ratio = check_quantized_size(int(fields.get("weight_bytes", model_bytes)),
+                                     checkpoint.config.num_parameters(), export.recipe, export.format)
         copy_tokenizer_files(checkpoint.tokenizer_dir, tmp)
         manifest = write_manifest(tmp, {
             "format": export.format,
