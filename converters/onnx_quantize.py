@@ -125,6 +125,8 @@ def _quiet_quantizer_logging():
     Keep the root logger quiet meanwhile and put its level and handlers back afterwards."""
     root = logging.getLogger()
     level, handlers = root.level, list(root.handlers)
+    import onnxruntime.quantization.matmul_nbits_quantizer  # noqa: F401  (its basicConfig runs now, not later)
+
     root.setLevel(logging.ERROR)
     try:
         yield
