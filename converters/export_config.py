@@ -25,6 +25,7 @@ class ExportConfig:
     attention: str = "standard"
     flash_block_size: int = 128
     prefill_logits: str = "last"  # "last": logits of the last prompt position only; "all": every position
+    opset: int | None = None  # ONNX only: the graph's opset (None: the converter's default)
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -52,6 +53,12 @@ class ExportConfig:
             raise ValueError(f"flash_block_size must be positive, got {self.flash_block_size}")
         if self.prefill_logits not in PREFILL_LOGITS:
             raise ValueError(f"prefill_logits must be one of {PREFILL_LOGITS}, got {self.prefill_logits!r}")
+        if self.opset is not None:
+            if self.format != "onnx":
+                raise ValueError(f"--opset applies to --format onnx only (got --format {self.format})")
+            from .onnx_quantize import check_opset
+
+            check_opset(self.recipe, self.opset)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -29,10 +29,10 @@ class QuantizationCheckError(RuntimeError):
     """The converter produced a file too large for its recipe: weights were not really quantized."""
 
 
-def check_quantized_size(model_bytes: int, num_parameters: int, recipe: str) -> float:
+def check_quantized_size(model_bytes: int, num_parameters: int, recipe: str, fmt: str | None = None) -> float:
     """Ratio of the model's bytes (file, or stored weights) to fp32 parameter bytes; raise if above the bound."""
     ratio = model_bytes / (4 * num_parameters)
-    bound = RECIPES[recipe].max_size_ratio
+    bound = RECIPES[recipe].size_bound(fmt)
     if bound is not None and ratio > bound:
         raise QuantizationCheckError(
             f"recipe {recipe}: the model stores {model_bytes / 1e6:.1f} MB = {ratio:.2f} x the fp32 weights "
@@ -51,7 +51,7 @@ def export_artefact(checkpoint: Any, export: ExportConfig, target: Path, *, repl
         seconds = time.perf_counter() - start
         model_bytes = sum(p.stat().st_size for p in tmp.iterdir() if p.is_file())
         ratio = check_quantized_size(int(fields.get("weight_bytes", model_bytes)),
-                                     checkpoint.config.num_parameters(), export.recipe)
+                                     checkpoint.config.num_parameters(), export.recipe, export.format)
         copy_tokenizer_files(checkpoint.tokenizer_dir, tmp)
         manifest = write_manifest(tmp, {
             "format": export.format,

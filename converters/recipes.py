@@ -41,13 +41,19 @@ class Recipe:
     description: str
     tolerances: Mapping[str, Tolerance] = field(default_factory=dict)  # format -> bound; keys = supported formats
     short: str = ""  # tag used in default artefact names (e.g. "q8")
-    # Largest allowed (model file bytes) / (fp32 parameter bytes). A converter that silently leaves
-    # weights in fp32 fails this check instead of shipping a "quantized" file that is not.
-    max_size_ratio: float | None = None
+    # Largest allowed (model file bytes) / (fp32 parameter bytes), one bound for every format or one per
+    # format. A converter that silently leaves weights in fp32 fails this check instead of shipping a
+    # "quantized" file that is not.
+    max_size_ratio: float | Mapping[str, float] | None = None
 
     @property
     def formats(self) -> tuple[str, ...]:
         return tuple(self.tolerances)
+
+    def size_bound(self, fmt: str | None = None) -> float | None:
+        if isinstance(self.max_size_ratio, Mapping):
+            return self.max_size_ratio.get(fmt) if fmt is not None else max(self.max_size_ratio.values())
+        return self.max_size_ratio
 
 
 RECIPES: Mapping[str, Recipe] = MappingProxyType({
@@ -59,17 +65,23 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType({
         # fp32 (1.1B: 0.56 / 0.34 / 0.24), or with int8 instead of int4.
         Recipe("fp32", "no quantization (float32 weights and activations)",
                {"torch": FP32_TIGHT, "tflite": TFLITE_FP32, "onnx": FP32_TIGHT}, short="f32", max_size_ratio=1.1),
+        # ONNX rows: SmolLM2 measured (verify, 17-token prompt, 32 greedy tokens; ONNX_MEASURED below) with margin.
         Recipe("fp16", "float16 weights",
                {"tflite": Tolerance(min_top1=0.97, max_kl=1e-5, min_greedy=0.5),
-                "onnx": Tolerance(min_top1=0.95, max_kl=2e-3, min_greedy=0.5)}, short="f16", max_size_ratio=0.55),
-        Recipe("dynamic_int8", "int8 per-channel weights, int8 dynamic-range activations in matmuls",
+                "onnx": Tolerance(min_top1=0.95, max_kl=1e-4, min_greedy=0.5)}, short="f16",
+               max_size_ratio={"tflite": 0.55, "onnx": 0.55}),
+        Recipe("dynamic_int8", "int8 weights, int8 dynamic-range activations in matmuls "
+                               "(TFLite: per-channel weights; ONNX: a scale per block of 32)",
                {"tflite": Tolerance(min_top1=0.8, max_kl=0.05, min_greedy=0.0),
-                "onnx": Tolerance(min_top1=0.8, max_kl=0.1, min_greedy=0.25)}, short="q8", max_size_ratio=0.3),
+                "onnx": Tolerance(min_top1=0.9, max_kl=0.02, min_greedy=0.5)}, short="q8",
+               max_size_ratio={"tflite": 0.3, "onnx": 0.4}),
         Recipe("weight_only_int8", "int8 per-channel weights, float activations",
-               {"tflite": Tolerance(min_top1=0.85, max_kl=0.012, min_greedy=0.0)}, short="w8", max_size_ratio=0.3),
+               {"tflite": Tolerance(min_top1=0.85, max_kl=0.012, min_greedy=0.0)}, short="w8",
+               max_size_ratio={"tflite": 0.3}),
         Recipe("int4_block32", "int4 weights in blocks of 32 with a scale per block (dynamic-range matmuls)",
                {"tflite": Tolerance(min_top1=0.4, max_kl=1.0, min_greedy=0.0),
-                "onnx": Tolerance(min_top1=0.6, max_kl=0.5, min_greedy=0.0)}, short="q4b32", max_size_ratio=0.22),
+                "onnx": Tolerance(min_top1=0.45, max_kl=0.6, min_greedy=0.0)}, short="q4b32",
+               max_size_ratio={"tflite": 0.22, "onnx": 0.25}),
     )
 })
 

@@ -97,7 +97,7 @@ KV_WRITERS: dict[str, KVWriter] = {
 
 # ------------------------------------------------------------------------------------------- attention
 # Each implementation takes grouped queries q (B, n_kv, R, hd) with R = g*T rows, keys/values
-# (B, n_kv, S, hd) and a boolean mask (R, S) (True = visible), and returns (B, n_kv, R, hd).
+# (B, n_kv, S, hd) and a boolean mask (R, S) or (B, 1, R, S) (True = visible), and returns (B, n_kv, R, hd).
 AttentionFn = Callable[[Tensor, Tensor, Tensor, Tensor, float], Tensor]
 
 
@@ -138,7 +138,7 @@ def make_attend_flash(block_size: int = 128) -> AttentionFn:
                 k_tile = k[..., s0:s0 + block_size, :].float()
                 v_tile = v[..., s0:s0 + block_size, :].float()
                 s = torch.matmul(q_tile, k_tile.transpose(-1, -2))  # (B, n_kv, br, bk)
-                s = s.masked_fill(~mask[r0:r0 + block_size, s0:s0 + block_size], neg)
+                s = s.masked_fill(~mask[..., r0:r0 + block_size, s0:s0 + block_size], neg)
                 m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
                 p = torch.exp(s - m_new)
                 alpha = torch.exp(m - m_new)
@@ -246,13 +246,18 @@ class Llama(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
 
     def forward(self, tokens: Tensor, input_pos: Tensor, kv: Sequence[tuple[Tensor, Tensor]], *,
-                logits: LogitsPositions = "all", attend_len: int | None = None) -> tuple[Tensor, KVCache]:
+                logits: LogitsPositions = "all", attend_len: int | None = None,
+                key_mask: Tensor | None = None) -> tuple[Tensor, KVCache]:
+        """``key_mask`` (B, S) bool, optional: False hides a cache slot from every query of that row
+        (an ONNX ``attention_mask``); the causal rule by position applies either way."""
         t = tokens.shape[1]
         x = self.tok_embeddings(tokens)  # (B, T, h)
         cos, sin = self.rope_cos[input_pos], self.rope_sin[input_pos]  # (T, hd)
         keys = attend_len if attend_len is not None else kv[0][0].shape[2] + (t if self.kv_writer.grows else 0)
         visible = torch.arange(keys, device=tokens.device)[None, :] <= input_pos[:, None]  # (T, S)
         mask = visible.repeat(self.config.group_size, 1)  # (g*T, S), rows ordered like grouped queries
+        if key_mask is not None:
+            mask = mask & key_mask[:, None, None, :]  # (B, 1, g*T, S)
         new_kv = []
         for layer, cache in zip(self.layers, kv):
             x, cache = layer(x, cos, sin, input_pos, mask, cache, attend_len)

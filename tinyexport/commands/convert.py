@@ -30,9 +30,10 @@ from .common import checkpoint_options
 @click.option("--flash-block-size", type=int, default=128, show_default=True)
 @click.option("--prefill-logits", type=click.Choice(["last", "all"]), default="last", show_default=True,
               help="Prefill returns the last position's logits (fast) or every position's (for verification).")
+@click.option("--opset", type=int, default=None, help="ONNX opset of the graph [default: 21]; ONNX only.")
 def convert(fmt: str, recipe: str, output: Path | None, force: bool, checkpoint: str, random_weights: bool, seed: int,
             prefill_seq_lens: str, kv_cache_max_len: int, attention: str, flash_block_size: int,
-            prefill_logits: str) -> None:
+            prefill_logits: str, opset: int | None) -> None:
     """Export a checkpoint to an artefact directory: model file(s), tokenizer files, manifest.json.
 
     The directory is built in a temporary sibling and renamed into place when complete, so an
@@ -44,7 +45,7 @@ def convert(fmt: str, recipe: str, output: Path | None, force: bool, checkpoint:
     try:
         export = ExportConfig(format=fmt, recipe=recipe, prefill_seq_lens=parse_seq_lens(prefill_seq_lens),
                               kv_cache_max_len=kv_cache_max_len, attention=attention,
-                              flash_block_size=flash_block_size, prefill_logits=prefill_logits)
+                              flash_block_size=flash_block_size, prefill_logits=prefill_logits, opset=opset)
     except ValueError as err:
         raise UserError(str(err)) from None
     from tinyexport.commands.common import open_checkpoint

@@ -1,0 +1,89 @@
+"""ONNX converter: checkpoint -> ``model.onnx`` (+ ``model.onnx.data``) + ``genai_config.json``.
+
+Steps, one module each: trace our Llama with the ``concat`` KV writer (``onnx_export``), fuse it for
+onnxruntime (``onnx_fusion``), apply the recipe (``onnx_quantize``), save (external data above 2 GB
+of tensors), write the onnxruntime-genai config (``onnx_genai``) and run ``onnx.checker`` on the file.
+The pipeline (``converters/pipeline.py``) does the atomic directory, tokenizer files and manifest.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .export_config import ExportConfig
+from .onnx_quantize import ONNX_RECIPES, check_opset
+
+DEFAULT_OPSET = 21
+MODEL_FILE = "model.onnx"
+_PROTOBUF_LIMIT = 2 * 1024**3  # a single .onnx protobuf cannot exceed 2 GiB
+
+
+def convert(checkpoint: Any, export: ExportConfig, out_dir: Path) -> dict[str, Any]:
+    import numpy as np
+
+    from tinyexport.models.loading import load_model
+
+    from .onnx_export import export_graph
+    from .onnx_fusion import fuse_for_ort
+    from .onnx_genai import write_genai_config
+
+    opset = export.opset or DEFAULT_OPSET
+    check_opset(export.recipe, opset)
+    model = load_model(checkpoint, max_seq_len=export.kv_cache_max_len, attention=export.attention,
+                       flash_block_size=export.flash_block_size, kv_writer="concat")
+    rope_cos, rope_sin = np.array(model.rope_cos.numpy()), np.array(model.rope_sin.numpy())
+    graph = export_graph(model, logits=export.prefill_logits, opset=opset)
+    del model
+    fusions = fuse_for_ort(graph, checkpoint.config, rope_cos, rope_sin)
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory(prefix=".onnx-scratch-", dir=out_dir.parent) as scratch:
+        graph, facts = ONNX_RECIPES[export.recipe].apply(graph, Path(scratch))
+        weight_bytes = save_model(graph, out_dir / MODEL_FILE)
+    del graph
+    write_genai_config(out_dir, checkpoint.config, model_file=MODEL_FILE, context_length=export.kv_cache_max_len)
+    check_file(out_dir / MODEL_FILE)
+    return {
+        "signatures": {"decoder": read_signature(out_dir / MODEL_FILE)},
+        "weight_bytes": weight_bytes,
+        "onnx": {"opset": opset, "exporter": "torch.onnx.export(dynamo=True)", "fusions": fusions,
+                 "external_data": (out_dir / (MODEL_FILE + ".data")).exists(), **facts},
+    }
+
+
+def save_model(model, path: Path) -> int:
+    """Save; tensors go to ``<file>.data`` when they would not fit one protobuf. Returns tensor bytes."""
+    import onnx_ir as ir
+
+    ir.passes.common.RemoveUnusedNodesPass()(model)  # quantizers leave the replaced fp32 weights behind
+    weight_bytes = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+    if weight_bytes > _PROTOBUF_LIMIT * 0.9:
+        ir.save(model, path, external_data=path.name + ".data")
+    else:
+        ir.external_data.load_to_model(model)  # tensors a quantizer left in its scratch file go inline
+        ir.save(model, path)
+    return int(weight_bytes)
+
+
+def check_file(path: Path) -> None:
+    """``onnx.checker`` on the written file (by path, so external data is checked too)."""
+    import onnx
+
+    onnx.checker.check_model(str(path))
+
+
+def read_signature(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """Inputs and outputs with element type and shape (symbolic dims by name), read from the file."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+
+    def describe(values) -> list[dict[str, Any]]:
+        return [{"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
+                 "shape": [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]} for v in values]
+
+    return {"inputs": describe(graph.input), "outputs": describe(graph.output)}
+
+
+__all__ = ["convert", "DEFAULT_OPSET", "MODEL_FILE", "ONNX_RECIPES"]

@@ -1,0 +1,208 @@
+"""ONNX recipes: what each entry of the recipe registry does to the fused fp32 graph.
+
+Every recipe takes the ``onnx_ir`` model (and may consume it) and a scratch directory, and returns the
+model to save plus a few facts for the manifest. Recipes are looked up by name (``ONNX_RECIPES``); ``converters/recipes.py``
+holds their tolerances and size bounds.
+
+* ``fp32``: unchanged.
+* ``fp16``: matrices (projections, embedding, lm_head) stored as float16, each behind a ``Cast`` to
+  float32: half the file, while compute stays float32 -- onnxruntime has no float16 GEMM for x86
+  CPUs, and it folds the casts once at session load.
+* ``dynamic_int8``: int8 symmetric weights with a scale per block of 32 (``MatMulNBits`` bits=8), the
+  activations quantized to int8 dynamically, per block, inside the kernel (accuracy_level 4); the
+  embedding table as an int8 ``Gather``. Why not ``quantize_dynamic``'s MatMulInteger: see
+  ``_dynamic_int8``.
+* ``int4_block32``: onnxruntime's ``MatMulNBitsQuantizer``: symmetric int4 in blocks of 32 with one
+  scale per block, MatMul -> ``MatMulNBits`` (accuracy_level 4: int8 activations in the kernel) and the
+  embedding -> ``GatherBlockQuantized``.
+
+A tied lm_head is a ``Transpose`` of the embedding table; the quantizers only quantize a MatMul whose
+weight is an initializer, so (as in Optimum's int8 export) it would stay a float32 matrix multiply
+over a dequantized table on every decode step -- the single largest kernel of a small model. The
+quantized recipes therefore give the lm_head its own transposed copy first, which is then quantized
+like every other projection (the file carries the table twice, each at 8 or 4 bits).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from tinyexport.errors import UserError
+
+ONNX_EXPORTER_MIN_OPSET = 18  # torch.onnx's dynamo exporter emits opset 18 and newer
+ONNX_MAX_OPSET = 23  # newest opset every pinned consumer (onnx 1.23, onnxruntime 1.31, genai 0.18) runs
+
+
+class OpsetError(UserError, ValueError):
+    """The requested ONNX opset cannot carry the recipe."""
+
+
+@dataclass(frozen=True)
+class OnnxRecipe:
+    name: str
+    apply: Callable[[Any, Path], tuple[Any, dict[str, Any]]]  # (model, scratch dir) -> (model to save, facts)
+    min_opset: int
+    why_min_opset: str
+
+
+def _cast_to(graph, value, dtype, name: str):
+    import onnx_ir as ir
+
+    node = ir.Node("", "Cast", [value], attributes=[ir.AttrInt64("to", dtype)], name=name)
+    node.outputs[0].dtype = dtype
+    node.outputs[0].shape = value.shape
+    return node
+
+
+def untie_lm_head(model) -> bool:
+    """Give a tied lm_head (MatMul over Transpose(embedding)) its own transposed initializer."""
+    import onnx_ir as ir
+
+    graph = model.graph
+    logits = next(v for v in graph.outputs if v.name == "logits")
+    matmul = logits.producer()
+    if matmul is None or matmul.op_type != "MatMul":
+        return False
+    transpose = matmul.inputs[1].producer()
+    if transpose is None or transpose.op_type != "Transpose" or not transpose.inputs[0].is_initializer():
+        return False
+    table = transpose.inputs[0].const_value.numpy()
+    weight = ir.Value(name="lm_head.weight_t", const_value=ir.tensor(np.ascontiguousarray(table.T), name="lm_head.weight_t"),
+                      shape=ir.Shape(table.T.shape), type=ir.TensorType(ir.DataType.FLOAT))
+    graph.register_initializer(weight)
+    matmul.replace_input_with(1, weight)
+    graph.remove(transpose, safe=True)
+    return True
+
+
+def _fp32(model, scratch: Path) -> tuple[Any, dict[str, Any]]:
+    return model, {}
+
+
+def _fp16(model, scratch: Path) -> tuple[Any, dict[str, Any]]:
+    """Store every float32 matrix (rank >= 2 initializer read by MatMul/Gather/Transpose) as float16."""
+    import onnx_ir as ir
+
+    graph = model.graph
+    converted = 0
+    for value in list(graph.initializers.values()):
+        tensor = value.const_value
+        consumers = {u.node.op_type for u in value.uses()}
+        if (tensor is None or value.dtype != ir.DataType.FLOAT or len(value.shape) < 2
+                or not consumers <= {"MatMul", "Gather", "Transpose"}):
+            continue
+        half = value.name + ".fp16"
+        stored = ir.Value(name=half, const_value=ir.tensor(tensor.numpy().astype(np.float16), name=half),
+                          shape=value.shape, type=ir.TensorType(ir.DataType.FLOAT16))
+        graph.register_initializer(stored)
+        cast = _cast_to(graph, stored, ir.DataType.FLOAT, f"{value.name}/to_fp32")
+        graph.insert_before(next(iter(graph)), cast)
+        ir.convenience.replace_all_uses_with(value, cast.outputs[0])
+        graph.initializers.pop(value.name)
+        converted += 1
+    return model, {"fp16_matrices": converted}
+
+
+def _hand_over(model, path: Path) -> None:
+    """Save ``model`` for an onnxruntime tool, then free its tensors (the tool loads its own copy)."""
+    import onnx_ir as ir
+
+    ir.save(model, path, external_data=path.name + ".data")
+    for value in model.graph.initializers.values():
+        value.const_value = None
+
+
+@contextlib.contextmanager
+def _quiet_quantizer_logging():
+    """onnxruntime.quantization logs "consider pre-processing" on the root logger, and importing its
+    MatMulNBits module runs ``logging.basicConfig(level=INFO)``, which would print a line per node.
+    Keep the root logger quiet meanwhile and put its level and handlers back afterwards."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    import onnxruntime.quantization.matmul_nbits_quantizer  # noqa: F401  (its basicConfig runs now, not later)
+
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def _nbits_matmuls(src: Path, bits: int, gather: bool):
+    """MatMulNBitsQuantizer over every MatMul with a constant weight (and the embedding when
+    ``gather``): symmetric, blocks of 32, accuracy_level 4 (int8 activations inside the kernel)."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    ops = ("MatMul", "Gather") if gather else ("MatMul",)
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(src)), bits=bits, block_size=32, is_symmetric=True, accuracy_level=4,
+                                     op_types_to_quantize=ops, quant_axes=(("MatMul", 0), ("Gather", 1)))
+    quantizer.process()
+    return quantizer.model
+
+
+def _dynamic_int8(model, scratch: Path) -> tuple[Any, dict[str, Any]]:
+    """int8 weights in blocks of 32 (MatMulNBits bits=8), int8 activations quantized per block inside the
+    kernel; the embedding table as an int8 Gather (``quantize_dynamic``).
+
+    Measured on SmolLM2 (vs the fp32 artefact, 32 teacher-forced positions): ``quantize_dynamic``'s
+    MatMulInteger quantizes each activation row with ONE scale, and the MLP down-projection inputs have
+    outlier channels -- mean KL 0.138, top-1 0.75, greedy 1/32; blocks of 32 keep KL at 0.005, top-1 1.0.
+    Decode is as fast (MatMulNBits 20 ms vs DynamicQuantizeMatMul 21 ms per token, 2 threads)."""
+    import onnx_ir as ir
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    untied = untie_lm_head(model)
+    src, mid, dst = scratch / "fp32.onnx", scratch / "nbits8.onnx", scratch / "int8.onnx"
+    _hand_over(model, src)
+    with _quiet_quantizer_logging():
+        _nbits_matmuls(src, 8, gather=False).save_model_to_file(str(mid), use_external_data_format=True)
+        quantize_dynamic(mid, dst, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["Gather"],
+                         use_external_data_format=True)
+    return ir.load(dst), {"lm_head_untied": untied,
+                          "quantizer": "MatMulNBitsQuantizer(bits=8, block_size=32, symmetric, accuracy_level=4) "
+                                       "+ quantize_dynamic(QInt8) for the embedding Gather"}
+
+
+def _int4_block32(model, scratch: Path) -> tuple[Any, dict[str, Any]]:
+    import onnx_ir as ir
+
+    untied = untie_lm_head(model)
+    src = scratch / "fp32.onnx"
+    _hand_over(model, src)
+    with _quiet_quantizer_logging():
+        quantized = _nbits_matmuls(src, 4, gather=True)
+    return ir.from_proto(quantized.model), {
+        "lm_head_untied": untied,
+        "quantizer": "MatMulNBitsQuantizer(bits=4, block_size=32, symmetric, accuracy_level=4), embedding -> GatherBlockQuantized"}
+
+
+ONNX_RECIPES: dict[str, OnnxRecipe] = {
+    r.name: r
+    for r in (
+        OnnxRecipe("fp32", _fp32, ONNX_EXPORTER_MIN_OPSET, "torch.onnx's exporter emits opset 18+"),
+        OnnxRecipe("fp16", _fp16, ONNX_EXPORTER_MIN_OPSET, "torch.onnx's exporter emits opset 18+"),
+        OnnxRecipe("dynamic_int8", _dynamic_int8, ONNX_EXPORTER_MIN_OPSET, "torch.onnx's exporter emits opset 18+"),
+        OnnxRecipe("int4_block32", _int4_block32, 21,
+                   "its embedding table is stored with the ONNX int4 element type, introduced with opset 21"),
+    )
+}
+
+
+def check_opset(recipe: str, opset: int) -> None:
+    """Raise ``OpsetError`` (bad input) if ``opset`` cannot carry ``recipe``."""
+    spec = ONNX_RECIPES[recipe]
+    if opset > ONNX_MAX_OPSET:
+        raise OpsetError(f"--opset {opset} is newer than the pinned onnxruntime/genai support ({ONNX_MAX_OPSET}); "
+                         f"use --opset {ONNX_MAX_OPSET} or lower")
+    if opset < spec.min_opset:
+        raise OpsetError(f"--opset {opset} is too old for recipe {recipe}: it needs opset >= {spec.min_opset} "
+                         f"({spec.why_min_opset}); pass --opset {max(spec.min_opset, 21)}")

@@ -1,0 +1,145 @@
+"""ORTRunner: an ONNX artefact (past_key_values -> present graph) through onnxruntime.
+
+Needs only ``onnxruntime`` and numpy (no torch, no transformers). One session serves prompt and decode
+steps; the cache is the previous step's ``present`` outputs. With ``io_binding`` (the default) those
+outputs stay onnxruntime ``OrtValue``s and are bound as the next step's inputs, so the growing cache is
+never copied into numpy between steps.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import numpy as np
+
+from tinyexport.artefact import Artefact, ArtefactError
+from tinyexport.errors import UserError
+from tinyexport.models.config import ModelConfig
+
+from .base import as_tokens, check_capacity
+
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+
+
+class ORTOptionError(UserError, ValueError):
+    """A runner option has a value onnxruntime cannot use."""
+
+
+def session_options(threads: int | None = None, optimization: str = "all"):
+    """onnxruntime SessionOptions: ``threads`` intra-op threads (None: one per physical core),
+    graph optimisation level by name."""
+    import onnxruntime as ort
+
+    if optimization not in OPTIMIZATION_LEVELS:
+        raise ORTOptionError(f"unknown graph optimisation level {optimization!r}; choose one of {', '.join(OPTIMIZATION_LEVELS)}")
+    if threads is not None and threads <= 0:
+        raise ORTOptionError(f"threads must be positive, got {threads}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization]
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = 1
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3  # errors only: "unused initializer" notices are not the user's business
+    return options
+
+
+def check_onnx_file(path) -> None:
+    """``onnx.checker`` on an artefact's model file when the ``onnx`` package is installed (it comes with
+    the export stack; a runtime-only install relies on onnxruntime's own validation at load)."""
+    if importlib.util.find_spec("onnx") is None:
+        return
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path))
+    except (onnx.checker.ValidationError, onnx.onnx_cpp2py_export.checker.ValidationError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ArtefactError(f"{path} fails onnx.checker ({first}); re-run `tinyexport convert`") from None
+
+
+class ORTRunner:
+    """Batch-1 Runner over an onnxruntime ``InferenceSession`` of our ONNX graph."""
+
+    def __init__(self, session: Any, config: ModelConfig, *, max_len: int, logits_positions: str,
+                 name: str = "onnx", io_binding: bool = True) -> None:
+        self.session = session
+        self.config = config
+        self.max_len = max_len
+        self.logits_positions = logits_positions
+        self.name = name
+        self.io_binding = io_binding
+        inputs = {i.name: i for i in session.get_inputs()}
+        self._past_names = [f"past_key_values.{i}.{kv}" for i in range(config.num_layers) for kv in ("key", "value")]
+        self._output_names = [o.name for o in session.get_outputs()]
+        missing = [n for n in ("input_ids", "attention_mask", "position_ids", *self._past_names) if n not in inputs]
+        if missing or self._output_names[:1] != ["logits"]:
+            raise ArtefactError(f"{name}: the ONNX graph lacks inputs {missing[:3]} or a first output 'logits'; "
+                                "it was not made by `tinyexport convert --format onnx`")
+        self._kv_dtype = np.float16 if "float16" in inputs[self._past_names[0]].type else np.float32
+        self.reset()
+
+    @classmethod
+    def from_artefact(cls, art: Artefact, *, threads: int | None = None, optimization: str = "all",
+                      io_binding: bool = True, check: bool = True, name: str | None = None) -> "ORTRunner":
+        import onnxruntime as ort
+
+        options = session_options(threads, optimization)  # bad options fail before any file work
+        if check:
+            check_onnx_file(art.model_path)
+        try:
+            session = ort.InferenceSession(str(art.model_path), options, providers=["CPUExecutionProvider"])
+        except (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidGraph,
+                ort.capi.onnxruntime_pybind11_state.InvalidProtobuf, ort.capi.onnxruntime_pybind11_state.NoSuchFile) as err:
+            first = str(err).strip().splitlines()[0]
+            raise ArtefactError(f"onnxruntime cannot load {art.model_path} ({first}); re-run `tinyexport convert`") from None
+        return cls(session, art.config, max_len=art.kv_cache_max_len,
+                   logits_positions=str(art.manifest.get("prefill_logits", "last")), name=name or art.name,
+                   io_binding=io_binding)
+
+    def reset(self) -> None:
+        self.position = 0
+        empty = np.zeros((1, self.config.num_kv_heads, 0, self.config.head_dim), dtype=self._kv_dtype)
+        self._past: list[Any] = [empty] * len(self._past_names)
+
+    def _feeds(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        end = self.position + ids.size
+        return {"input_ids": ids[None], "attention_mask": np.ones((1, end), dtype=np.int64),
+                "position_ids": np.arange(self.position, end, dtype=np.int64)[None]}
+
+    def _run_plain(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        feeds.update(zip(self._past_names, self._past))
+        logits, *present = self.session.run(self._output_names, feeds)
+        self._past = present
+        return logits
+
+    def _run_bound(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        binding = self.session.io_binding()
+        for name, array in feeds.items():
+            binding.bind_cpu_input(name, array)
+        for name, value in zip(self._past_names, self._past):
+            if isinstance(value, np.ndarray):
+                binding.bind_cpu_input(name, value)
+            else:
+                binding.bind_ortvalue_input(name, value)
+        for name in self._output_names:
+            binding.bind_output(name, "cpu")
+        self.session.run_with_iobinding(binding)
+        logits, *present = binding.get_outputs()
+        self._past = present
+        return logits.numpy()
+
+    def prefill(self, tokens: np.ndarray) -> np.ndarray:
+        ids = as_tokens(tokens)
+        check_capacity(self.name, self.position, ids.size, self.max_len)
+        feeds = self._feeds(ids)
+        logits = self._run_bound(feeds) if self.io_binding else self._run_plain(feeds)
+        self.position += ids.size
+        return np.asarray(logits[0], dtype=np.float32)
+
+    def decode(self, token: int) -> np.ndarray:
+        return self.prefill(np.array([token], dtype=np.int64))[-1]
