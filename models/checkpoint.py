@@ -145,6 +145,7 @@ def _materialise_gguf(gguf_path: Path, target: Path) -> Checkpoint:
         raise CheckpointError(f"{gguf_path}: {err}") from None
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    os.chmod(tmp, 0o755)
     try:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(config.to_hf_dict(), indent=2))
@@ -186,6 +187,7 @@ def _materialise_random(preset: str, config: ModelConfig, seed: int, cache: Path
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    os.chmod(tmp, 0o755)
     source = f"random weights, preset {preset}, seed {seed}"
     try:
         write_safetensors_streaming(tmp / "model.safetensors", config, random_weights(config, seed))

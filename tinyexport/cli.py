@@ -26,6 +26,15 @@ COMMANDS: dict[str, str] = {
 }
 
 
+# optional top-level modules -> the install extra that provides them
+OPTIONAL_MODULES: dict[str, str] = {
+    "torch": "export", "transformers": "export", "safetensors": "export", "gguf": "export",
+    "accelerate": "export", "litert_torch": "export", "ai_edge_quantizer": "export", "onnx": "export",
+    "onnxscript": "export", "optimum": "export", "matplotlib": "export",
+    "ai_edge_litert": "runtime", "onnxruntime": "runtime", "onnxruntime_genai": "test",
+}
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print one line on stderr and exit (no traceback)."""
     click.echo(f"error: {message}", err=True)
@@ -56,6 +65,12 @@ class TinyexportGroup(click.Group):
             fail(err.format_message())
         except click.Abort:
             fail("aborted", 1)
+        except ModuleNotFoundError as err:
+            top = (err.name or "").split(".")[0]
+            if top not in OPTIONAL_MODULES:
+                raise
+            fail(f"this needs the '{top}' package, which is not installed; "
+                 f"install it with: pip install 'tinyexport[{OPTIONAL_MODULES[top]}]'")
         except UserError as err:
             fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
         except ParityError as err:
