@@ -47,6 +47,10 @@ class BenchCandidate:
     def cache_kind(self) -> str:
         return CACHE_KINDS[self.format]
 
+    def contexts(self, settings: BenchSettings) -> tuple[int, ...]:
+        """The --context fills this candidate's cache can hold (the others are reported as skipped)."""
+        return tuple(c for c in settings.contexts if c <= self.capacity)
+
 
 def worker_env(threads: int | None) -> dict[str, str]:
     env = dict(os.environ)
@@ -74,6 +78,7 @@ def run_job(job: dict[str, Any], threads: int | None) -> dict[str, Any]:
 
 def run_candidate(candidate: BenchCandidate, settings: BenchSettings, threads: int | None,
                   checkpoint_dir: str | None) -> dict[str, Any]:
+    settings = dataclasses.replace(settings, contexts=candidate.contexts(settings))
     job = {"kind": "candidate", "spec": dataclasses.asdict(candidate.spec), "settings": settings.to_json(),
            "threads": threads, "max_len": candidate.capacity, "checkpoint_dir": checkpoint_dir}
     return run_job(job, threads)
@@ -112,7 +117,8 @@ def bench_all(candidates: list[BenchCandidate], settings: BenchSettings, threads
     for i, cand in enumerate(candidates, 1):
         progress(f"[{i}/{len(candidates)}] {cand.name}")
         base = {"name": cand.name, "kind": cand.spec.kind, "format": cand.format, "recipe": cand.recipe,
-                "path": cand.spec.path, "size_bytes": cand.size_bytes, "kv_cache_slots": cand.capacity}
+                "path": cand.spec.path, "size_bytes": cand.size_bytes, "kv_cache_slots": cand.capacity,
+                "contexts_skipped": [c for c in settings.contexts if c > cand.capacity]}
         try:
             measured = run_candidate(cand, settings, threads, checkpoint_dir)
         except WorkerFailed as err:

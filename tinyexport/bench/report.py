@@ -17,6 +17,7 @@ from typing import Any
 from tinyexport.errors import UserError
 
 from . import plots
+from .table import context_cell, context_fills
 
 EVAL_FIELDS = ("name", "perplexity", "delta_ppl", "kl_mean", "kl_p99", "top1_agreement", "seconds")
 
@@ -104,13 +105,11 @@ def bench_section(doc: dict[str, Any], out: Path, prefix: str) -> list[str]:
                   for c in with_context}
         figures.append(plots.line_chart(out / f"{prefix}-context.png", "decode tok/s vs cache fill (dashed: bound)",
                                         "tokens in the KV cache", "tokens / s", series, dashed=bounds))
+        fills = context_fills(with_context)
         lines += ["Decode tok/s at each cache fill (median over the steps ending there; bound; fraction):", "",
-                  "| candidate | " + " | ".join(str(q["context"]) for q in with_context[0]["contexts"]) + " |",
-                  "|---|" + "---:|" * len(with_context[0]["contexts"])]
+                  "| candidate | " + " | ".join(map(str, fills)) + " |", "|---|" + "---:|" * len(fills)]
         for c in with_context:
-            lines.append(f"| {c['name']} | " + " | ".join(
-                f"{q['decode_tok_s']['median']:.1f} ≤ {q['bound_tok_s']:.0f} ({100 * q['fraction']:.0f}%)"
-                for q in c["contexts"]) + " |")
+            lines.append(f"| {c['name']} | " + " | ".join(context_cell(c, fill) for fill in fills) + " |")
         lines.append("")
     lines += [f"![{f.stem}]({f.name})" for f in figures] + [""]
     return lines

@@ -8,6 +8,19 @@ from rich.console import Console
 from rich.table import Table
 
 
+def context_fills(candidates: list[dict[str, Any]]) -> list[int]:
+    """Every --context fill measured by any candidate, ascending."""
+    return sorted({p["context"] for c in candidates for p in c.get("contexts", [])})
+
+
+def context_cell(candidate: dict[str, Any], fill: int) -> str:
+    """``tok/s ≤ bound (fraction)`` at ``fill``, or why it was not measured."""
+    for p in candidate.get("contexts", []):
+        if p["context"] == fill:
+            return f"{p['decode_tok_s']['median']:.1f} ≤ {p['bound_tok_s']:.0f} ({100 * p['fraction']:.0f}%)"
+    return f"– (cache {candidate['kv_cache_slots']})"
+
+
 def print_bench(console: Console, document: dict[str, Any]) -> None:
     settings, probes = document["settings"], document["probes"]
     title = (f"{document['model']['name']}: prompt {settings['prompt_len']}, {settings['new_tokens']} new tokens, "
@@ -38,10 +51,9 @@ def print_bench(console: Console, document: dict[str, Any]) -> None:
         ctx = Table(title=f"decode tok/s vs cache fill (median over {settings['context_steps']} steps; "
                           "bound from bandwidth; fraction)")
         ctx.add_column("candidate")
-        fills = [p["context"] for p in contexts[0]["contexts"]]
+        fills = context_fills(contexts)
         for fill in fills:
             ctx.add_column(f"{fill}", justify="right")
         for c in contexts:
-            ctx.add_row(c["name"], *(f"{p['decode_tok_s']['median']:.1f} ≤ {p['bound_tok_s']:.0f} "
-                                     f"({100 * p['fraction']:.0f}%)" for p in c["contexts"]))
+            ctx.add_row(c["name"], *(context_cell(c, fill) for fill in fills))
         console.print(ctx)

@@ -143,10 +143,18 @@ def _plan(artefacts, torch_attentions, hf, checkpoint, random_weights, seed, set
         size = sum(f.stat().st_size for f in weight_files(ckpt.directory))
         capacity = settings.tokens_needed
         _check_capacity(ckpt.name, ckpt.config.max_position_embeddings, settings, what="max_position_embeddings")
+        too_long = [c for c in settings.contexts if c > ckpt.config.max_position_embeddings]
+        if too_long:
+            raise UserError(f"--context {too_long} exceeds the max_position_embeddings of {ckpt.name} "
+                            f"({ckpt.config.max_position_embeddings}); use smaller fills")
         specs = [CandidateSpec("torch", attention=a) for a in dict.fromkeys(torch_attentions)]
         specs += [CandidateSpec("hf")] if hf else []
         candidates = [BenchCandidate(s, s.label, *s.format_and_recipe(), size, capacity, ckpt.config)
                       for s in specs] + candidates
+    unheld = [c for c in settings.contexts if all(c > cand.capacity for cand in candidates)]
+    if unheld:
+        raise UserError(f"--context {unheld} exceeds the KV cache of every candidate (largest "
+                        f"{max(c.capacity for c in candidates)}); use smaller fills")
     configs = {c.config for c in candidates}
     if len(configs) > 1:
         raise UserError("the candidates have different model shapes; bench one model's artefacts at a time "
@@ -155,11 +163,9 @@ def _plan(artefacts, torch_attentions, hf, checkpoint, random_weights, seed, set
 
 
 def _check_capacity(name: str, capacity: int, settings, what: str = "KV cache") -> None:
+    """The prompt and new tokens must fit every candidate (--context fills that don't fit are skipped)."""
     from tinyexport.errors import UserError
 
     if settings.prompt_len + settings.new_tokens > capacity:
         raise UserError(f"--prompt-len {settings.prompt_len} + --new-tokens {settings.new_tokens} exceeds the "
                         f"{what} of {name} ({capacity}); lower --new-tokens or --prompt-len")
-    too_long = [c for c in settings.contexts if c > capacity]
-    if too_long:
-        raise UserError(f"--context {too_long} exceeds the {what} of {name} ({capacity}); use fills up to {capacity}")
