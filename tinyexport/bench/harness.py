@@ -39,9 +39,10 @@ class BenchCandidate:
     name: str
     format: str
     recipe: str
-    size_bytes: int  # model weights on disk
+    size_bytes: int  # model files on disk
     capacity: int  # KV-cache slots
     config: ModelConfig
+    weight_bytes: int  # bytes of stored weights (a converter may report them; else the file size)
 
     @property
     def cache_kind(self) -> str:
@@ -91,7 +92,7 @@ def run_probes_subprocess(threads: int) -> dict[str, Any]:
 def roofline(candidate: BenchCandidate, measured: dict[str, Any], settings: BenchSettings,
              probes: dict[str, Any]) -> dict[str, Any]:
     """Decode (bandwidth) and prefill (matmul peak) bounds for one candidate, and the measured fractions."""
-    memory = MemoryModel(candidate.config, candidate.size_bytes, candidate.cache_kind, candidate.capacity)
+    memory = MemoryModel(candidate.config, candidate.weight_bytes, candidate.cache_kind, candidate.capacity)
     bandwidth, peak = probes["bandwidth_gb_s"], probes["matmul_gflops"]
     fills = range(settings.prompt_len, settings.prompt_len + settings.new_tokens - 1)
     decode = decode_bound(memory, fills, bandwidth)
@@ -117,7 +118,8 @@ def bench_all(candidates: list[BenchCandidate], settings: BenchSettings, threads
     for i, cand in enumerate(candidates, 1):
         progress(f"[{i}/{len(candidates)}] {cand.name}")
         base = {"name": cand.name, "kind": cand.spec.kind, "format": cand.format, "recipe": cand.recipe,
-                "path": cand.spec.path, "size_bytes": cand.size_bytes, "kv_cache_slots": cand.capacity,
+                "path": cand.spec.path, "size_bytes": cand.size_bytes, "weight_bytes": cand.weight_bytes,
+                "kv_cache_slots": cand.capacity,
                 "contexts_skipped": [c for c in settings.contexts if c > cand.capacity]}
         try:
             measured = run_candidate(cand, settings, threads, checkpoint_dir)

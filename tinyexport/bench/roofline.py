@@ -36,7 +36,7 @@ CACHE_KINDS: Mapping[str, str] = MappingProxyType({
 @dataclass(frozen=True)
 class MemoryModel:
     config: ModelConfig
-    weight_bytes: int  # model weights on disk (artefact model files, or checkpoint weight files)
+    weight_bytes: int  # stored weights (artefact manifest's weight_bytes, else its model files; checkpoint files)
     cache_kind: str  # "growing" | "fixed"
     capacity: int  # cache slots (what a fixed cache reads every step)
     kv_dtype_bytes: int = 4

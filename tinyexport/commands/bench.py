@@ -126,7 +126,8 @@ def _plan(artefacts, torch_attentions, hf, checkpoint, random_weights, seed, set
     if duplicate:
         raise UserError(f"artefact name(s) {duplicate} given twice; each candidate is reported by its directory name")
     candidates = [BenchCandidate(CandidateSpec("artefact", path=str(a.path)), a.name, a.format, a.recipe,
-                                 a.size_bytes(), a.kv_cache_max_len, a.config) for a in arts]
+                                 a.size_bytes(), a.kv_cache_max_len, a.config,
+                                 int(a.manifest.get("weight_bytes", a.size_bytes()))) for a in arts]
     for cand in candidates:
         _check_capacity(cand.name, cand.capacity, settings)
     model_name, checkpoint_dir = (arts[0].manifest.get("source", {}).get("name", arts[0].name) if arts else ""), None
@@ -149,7 +150,7 @@ def _plan(artefacts, torch_attentions, hf, checkpoint, random_weights, seed, set
                             f"({ckpt.config.max_position_embeddings}); use smaller fills")
         specs = [CandidateSpec("torch", attention=a) for a in dict.fromkeys(torch_attentions)]
         specs += [CandidateSpec("hf")] if hf else []
-        candidates = [BenchCandidate(s, s.label, *s.format_and_recipe(), size, capacity, ckpt.config)
+        candidates = [BenchCandidate(s, s.label, *s.format_and_recipe(), size, capacity, ckpt.config, size)
                       for s in specs] + candidates
     unheld = [c for c in settings.contexts if all(c > cand.capacity for cand in candidates)]
     if unheld:
