@@ -67,7 +67,7 @@ def bench_section(doc: dict[str, Any], out: Path, prefix: str) -> list[str]:
              f"Roofline: read bandwidth {p['bandwidth_gb_s']:.1f} GB/s, fp32 matmul peak {p['matmul_gflops']:.0f} "
              f"GFLOP/s (numpy, {p['threads']} threads).", "",
              "| candidate | format/recipe | size MB | load s | peak RSS MiB | TTFT ms | prefill tok/s | "
-             "decode tok/s (p10–p90) | ms/token | decode bound tok/s | of bound | prefill bound tok/s | of bound |",
+             "decode tok/s (p10–p90) | ms/token | decode bound tok/s | of bound | prefill bound tok/s (fp32 peak) | of bound |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in doc["candidates"]:
         if c.get("error"):

@@ -27,7 +27,7 @@ def print_bench(console: Console, document: dict[str, Any]) -> None:
              f"{settings['repeats']} repeats, threads {settings['threads'] or 'default'} (medians)")
     table = Table(title=title)
     for col in ("candidate", "format/recipe", "size MB", "load s", "peak RSS MiB", "TTFT ms", "prefill tok/s",
-                "decode tok/s", "decode p10–p90", "ms/token", "decode bound", "of bound", "prefill bound", "of bound"):
+                "decode tok/s", "decode p10–p90", "ms/token", "decode bound", "of bound", "prefill bound", "of fp32 peak"):
         table.add_column(col, justify="left" if col in ("candidate", "format/recipe") else "right")
     for c in document["candidates"]:
         head = [c["name"], f"{c['format']}/{c['recipe']}", f"{c['size_bytes'] / 1e6:.1f}"]
