@@ -17,9 +17,12 @@ BIG=${BIG:-0}
 LOCK=/tmp/tinyexport-heavy.lock
 CONTEXTS=${CONTEXTS:-128,512,1024}
 
-# Every artefact (format:recipe) the recipe registry says can be built.
+# Every artefact (format:recipe) the recipe registry says can be built, plus the int8 TFLite file with
+# 256- and 2048-slot caches: a fixed LiteRT cache is read whole every step, so decode time follows
+# kv_cache_max_len, not the tokens in it (format:recipe:slots; 1024 slots when not given).
 ALL_RECIPES=$($PY -c 'from tinyexport.converters.recipes import RECIPES
 print(" ".join(f"{f}:{n}" for n, r in RECIPES.items() for f in r.formats if f != "torch"))')
+ALL_RECIPES="$ALL_RECIPES tflite:dynamic_int8:256 tflite:dynamic_int8:2048"
 # The 1.1B shape: the quantized artefacts only (fp32/fp16 files of 4.4/2.2 GB add little but hours).
 BIG_RECIPES=${BIG_RECIPES:-"tflite:dynamic_int8 tflite:int4_block32 onnx:dynamic_int8 onnx:int4_block32"}
 
@@ -31,12 +34,13 @@ bench_model() {  # name, recipes, repeats, heavy (0|1), torch candidates, checkp
     mkdir -p "$results"
     : > "$results/skipped.txt"
     for pair in $recipes; do
-        local fmt=${pair%%:*} recipe=${pair#*:}
-        dir=$OUT/bench/$name/${fmt}_${recipe}
+        local fmt recipe slots
+        IFS=: read -r fmt recipe slots <<< "$pair"
+        dir=$OUT/bench/$name/${fmt}_${recipe}${slots:+_ekv$slots}
         if [ ! -f "$dir/manifest.json" ]; then
             echo "== $name: convert $fmt/$recipe -> $dir"
-            if ! "${lock[@]}" "$TE" convert --format "$fmt" --quantize "$recipe" "${ckpt[@]}" -o "$dir" --force \
-                    2> "$results/.convert.err"; then
+            if ! "${lock[@]}" "$TE" convert --format "$fmt" --quantize "$recipe" --kv-cache-max-len "${slots:-1024}" \
+                    "${ckpt[@]}" -o "$dir" --force 2> "$results/.convert.err"; then
                 echo "$fmt/$recipe: $(tail -n 1 "$results/.convert.err")" | tee -a "$results/skipped.txt"
                 continue
             fi
