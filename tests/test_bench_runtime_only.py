@@ -15,6 +15,7 @@ import sys
 
 import pytest
 
+from tinyexport.artefact import MANIFEST, TOKENIZER_FILES
 from tinyexport.converters.formats import FORMATS
 
 from .cli_helpers import run_cli
@@ -76,9 +77,9 @@ def test_bench_artefact_without_torch(tmp_path, fmt):
     doc = json.loads(out.read_text())
     (cand,) = doc["candidates"]
     assert cand["error"] is None and cand["format"] == fmt and cand["name"] == art.name
-    manifest = json.loads((art / "manifest.json").read_text())
-    model_files = [n for n in manifest["files"] if n.startswith("model")]
-    assert cand["size_bytes"] == sum((art / n).stat().st_size for n in model_files) > 0
+    on_disk = [p for p in art.rglob("*") if p.is_file() and p.name not in (*TOKENIZER_FILES, MANIFEST)]
+    assert (art / FORMATS[fmt].model_file) in on_disk
+    assert cand["size_bytes"] == sum(p.stat().st_size for p in on_disk) > 0  # every file but tokenizer + manifest
     for key in ("ttft_ms", "prefill_tok_s", "decode_tok_s", "decode_ms_per_token"):
         assert 0 < cand[key]["p10"] <= cand[key]["median"] <= cand[key]["p90"]
     assert cand["ttft_ms"]["median"] > 0 and cand["peak_rss_mb"] > 0 and len(cand["generated"]) == 6
