@@ -30,5 +30,9 @@ test: install
 demo: install
 	$(VENV)/bin/tinyexport verify
 
+# Full benchmark (scripts/bench.sh): SmolLM2, all artefacts; BIG=1 adds the 1.1B random TinyLlama shape.
+bench: install
+	BIG=$(BIG) OUT=$(OUT) scripts/bench.sh
+
 clean:
 	rm -rf $(VENV) $(OUT) build *.egg-info

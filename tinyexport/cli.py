@@ -20,6 +20,9 @@ COMMANDS: dict[str, str] = {
     "convert": "tinyexport.commands.convert:convert",
     "generate": "tinyexport.commands.generate:generate",
     "verify": "tinyexport.commands.verify:verify",
+    "bench": "tinyexport.commands.bench:bench",
+    "flops": "tinyexport.commands.flops:flops",
+    "report": "tinyexport.commands.report:report",
 }
 
 

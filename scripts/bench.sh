@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# `make bench`: the full comparison on SmolLM2 and, with BIG=1, on the 1.1B random TinyLlama shape.
+#
+# Per model: convert every (format, recipe) the registry offers that is not yet under
+# out/bench/<model>/ (a recipe that cannot be built is written to skipped.txt, not hidden), bench
+# torch, transformers and every artefact in one run, then draw the report. Results:
+# bench/results/<model>/{bench.json, report.md, *.png, skipped.txt}; an eval*.json placed there
+# (tinyexport eval --json) joins the report. 1.1B work runs under the shared heavy-memory lock.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+TE=${TE:-.venv/bin/tinyexport}
+PY=${PY:-.venv/bin/python}
+OUT=${OUT:-out}
+RESULTS=${RESULTS:-bench/results}
+BIG=${BIG:-0}
+LOCK=/tmp/tinyexport-heavy.lock
+CONTEXTS=${CONTEXTS:-128,512,1024}
+
+# Every artefact (format:recipe) the recipe registry says can be built, plus the int8 TFLite file with
+# 256- and 2048-slot caches: a fixed LiteRT cache is read whole every step, so decode time follows
+# kv_cache_max_len, not the tokens in it (format:recipe:slots; 1024 slots when not given).
+ALL_RECIPES=$($PY -c 'from tinyexport.converters.recipes import RECIPES
+print(" ".join(f"{f}:{n}" for n, r in RECIPES.items() for f in r.formats if f != "torch"))')
+ALL_RECIPES="$ALL_RECIPES tflite:dynamic_int8:256 tflite:dynamic_int8:2048"
+# The 1.1B shape: the quantized artefacts only (fp32/fp16 files of 4.4/2.2 GB add little but hours).
+BIG_RECIPES=${BIG_RECIPES:-"tflite:dynamic_int8 tflite:int4_block32 onnx:dynamic_int8 onnx:int4_block32"}
+
+bench_model() {  # name, recipes, repeats, heavy (0|1), torch candidates, checkpoint args...
+    local name=$1 recipes=$2 repeats=$3 heavy=$4 torches=$5
+    shift 5
+    local ckpt=("$@") dir results=$RESULTS/$1 arts=() lock=()
+    [ "$heavy" = 1 ] && lock=(flock "$LOCK")
+    mkdir -p "$results"
+    : > "$results/skipped.txt"
+    for pair in $recipes; do
+        local fmt recipe slots
+        IFS=: read -r fmt recipe slots <<< "$pair"
+        dir=$OUT/bench/$name/${fmt}_${recipe}${slots:+_ekv$slots}
+        if [ ! -f "$dir/manifest.json" ]; then
+            echo "== $name: convert $fmt/$recipe -> $dir"
+            if ! "${lock[@]}" "$TE" convert --format "$fmt" --quantize "$recipe" --kv-cache-max-len "${slots:-1024}" \
+                    "${ckpt[@]}" -o "$dir" --force 2> "$results/.convert.err"; then
+                echo "$fmt/$recipe: $(tail -n 1 "$results/.convert.err")" | tee -a "$results/skipped.txt"
+                continue
+            fi
+        fi
+        arts+=("$dir")
+    done
+    rm -f "$results/.convert.err"
+    echo "== $name: bench ${#arts[@]} artefact(s) + $torches hf"
+    "${lock[@]}" "$TE" bench "${arts[@]}" $torches --hf "${ckpt[@]}" --repeats "$repeats" --context "$CONTEXTS" \
+        --json "$results/bench.json" || return 1
+    local evals=()
+    for f in "$results"/eval*.json; do [ -f "$f" ] && evals+=("$f"); done
+    "$TE" report "$results/bench.json" "${evals[@]}" -o "$results" --title "tinyexport bench: $name"
+}
+
+start=$(date +%s)
+status=0
+bench_model smollm2-135m "$ALL_RECIPES" 5 0 "--torch --torch=sdpa" --checkpoint smollm2-135m || status=1
+if [ "$BIG" = 1 ]; then
+    bench_model tinyllama-1.1b-random "$BIG_RECIPES" 3 1 "--torch" \
+        --checkpoint tinyllama-1.1b --random-weights --seed 0 || status=1
+fi
+echo "make bench took $(( $(date +%s) - start )) s; results under $RESULTS/"
+exit $status

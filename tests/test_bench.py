@@ -1,0 +1,160 @@
+"""`tinyexport bench` on a tiny checkpoint through the real CLI: every field, sane relations, the CSV log,
+the roofline arithmetic, and bad input. No timing thresholds: only relations that hold on any machine."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from tinyexport.bench.csvlog import CSV_COLUMNS, append_rows, csv_rows
+from tinyexport.bench.measure import CONTEXT_STEPS, bench_tokens
+from tinyexport.bench.roofline import MemoryModel, decode_bound
+from tinyexport.models.config import SMOLLM2_135M, TINY, TINYLLAMA_1_1B
+
+from .cli_helpers import assert_bad_input, run_cli
+
+SPREADS = ("ttft_ms", "prefill_ms", "prefill_tok_s", "decode_tok_s", "decode_ms_per_token")
+PROMPT, NEW, REPEATS, CONTEXTS = 16, 6, 3, (32, 48)
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    out, log = tmp / "bench.json", tmp / "logs" / "bench.csv"
+    res = run_cli("bench", "--checkpoint", "tiny", "--random-weights", "--torch", "--hf", "--prompt-len", str(PROMPT),
+                  "--new-tokens", str(NEW), "--repeats", str(REPEATS), "--context", ",".join(map(str, CONTEXTS)),
+                  "--threads", "1", "--json", str(out), "--log-csv", str(log), cache=tmp / "cache")
+    assert res.code == 0, res.stderr
+    return {"doc": json.loads(out.read_text()), "log": log, "cache": tmp / "cache", "stdout": res.stdout}
+
+
+def test_every_field_with_sane_relations(bench_run):
+    doc = bench_run["doc"]
+    assert doc["kind"] == "tinyexport-bench"
+    assert [c["name"] for c in doc["candidates"]] == ["torch:standard", "hf"]
+    ckpt_dir = bench_run["cache"] / "checkpoints" / "tiny-random-seed0"
+    weights_bytes = sum(f.stat().st_size for f in ckpt_dir.glob("*.safetensors"))
+    for cand in doc["candidates"]:
+        assert cand["error"] is None
+        for key in SPREADS:
+            s = cand[key]
+            assert 0 < s["p10"] <= s["median"] <= s["p90"], (cand["name"], key, s)
+        assert cand["ttft_ms"]["median"] >= cand["prefill_ms"]["median"] > 0  # TTFT = prefill + picking the token
+        # tok/s and ms/token are two views of the same per-repeat means
+        assert cand["decode_tok_s"]["median"] == pytest.approx(1e3 / cand["decode_ms_per_token"]["median"], rel=1e-9)
+        assert cand["prefill_tok_s"]["median"] == pytest.approx(PROMPT * 1e3 / cand["prefill_ms"]["median"], rel=1e-9)
+        assert cand["load_s"] > 0 and cand["import_s"] >= 0
+        assert cand["peak_rss_mb"] >= cand["peak_rss_after_load_mb"] > 0
+        assert cand["size_bytes"] == weights_bytes
+        assert cand["deterministic"] and len(cand["generated"]) == NEW
+        assert [p["context"] for p in cand["contexts"]] == list(CONTEXTS)
+        for point in cand["contexts"]:
+            assert 0 < point["decode_tok_s"]["p10"] <= point["decode_tok_s"]["median"] <= point["decode_tok_s"]["p90"]
+            assert point["bound_tok_s"] > 0 and point["fraction"] > 0
+        # A growing cache reads more at a fuller cache: the bound falls with the fill.
+        assert cand["contexts"][0]["bound_tok_s"] > cand["contexts"][1]["bound_tok_s"]
+        roof = cand["roofline"]
+        assert roof["cache_kind"] == "growing"
+        assert roof["decode"]["fraction"] == pytest.approx(cand["decode_tok_s"]["median"] / roof["decode"]["bound_tok_s"])
+        assert roof["prefill"]["fraction"] == pytest.approx(cand["prefill_tok_s"]["median"] / roof["prefill"]["bound_tok_s"])
+    torch_c, hf_c = doc["candidates"]
+    assert torch_c["generated"] == hf_c["generated"]  # same prompt ids, same greedy continuation (fp32 parity)
+    assert doc["settings"]["threads"] == 1 and doc["probes"]["threads"] == 1
+    assert doc["probes"]["bandwidth_gb_s"] > 0 and doc["probes"]["matmul_gflops"] > 0
+    for key in ("cpu_model", "cores", "ram_gb", "os", "runtime_versions", "git_commit", "tinyexport_version"):
+        assert key in doc["machine"]
+    assert "torch:standard" in bench_run["stdout"] and "decode tok/s vs cache fill" in bench_run["stdout"]
+
+
+def test_csv_log_rows_and_schema(bench_run, tmp_path):
+    with bench_run["log"].open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames) == CSV_COLUMNS
+        rows = list(reader)
+    assert [r["candidate"] for r in rows] == ["torch:standard", "hf"]
+    doc = bench_run["doc"]
+    for row, cand in zip(rows, doc["candidates"]):
+        assert row["git_commit"] == doc["machine"]["git_commit"] and row["cpu_model"] == doc["machine"]["cpu_model"]
+        assert int(row["size_bytes"]) == cand["size_bytes"] and row["recipe"] == "fp32"
+        assert float(row["decode_tok_s_p10"]) <= float(row["decode_tok_s_median"]) <= float(row["decode_tok_s_p90"])
+        assert row["context_decode_tok_s"].startswith(f"{CONTEXTS[0]}:")
+        assert "torch=" in row["runtime_versions"]
+        assert all(row[c] != "" for c in CSV_COLUMNS)
+    # Appending again adds rows under the same single header.
+    log = tmp_path / "again.csv"
+    append_rows(log, csv_rows(doc))
+    append_rows(log, csv_rows(doc))
+    lines = log.read_text().splitlines()
+    assert lines[0] == ",".join(CSV_COLUMNS) and len(lines) == 1 + 4
+    assert sum(line.startswith("timestamp,") for line in lines) == 1
+
+
+def test_same_tokens_for_every_candidate():
+    a, b = bench_tokens(49152, 128, seed=0), bench_tokens(49152, 128, seed=0)
+    assert np.array_equal(a, b) and a.dtype == np.int64 and a.min() >= 0 and a.max() < 49152
+    assert not np.array_equal(a, bench_tokens(49152, 128, seed=1))
+
+
+def test_fixed_cache_reads_every_slot_growing_reads_the_filled_ones():
+    size = 4 * SMOLLM2_135M.num_parameters()
+    fixed = MemoryModel(SMOLLM2_135M, size, "fixed", capacity=1024)
+    growing = MemoryModel(SMOLLM2_135M, size, "growing", capacity=1024)
+    per_slot = 2 * 30 * 3 * 64 * 4  # K and V, 30 layers, 3 KV heads, head_dim 64, fp32
+    assert fixed.kv_bytes_per_slot == growing.kv_bytes_per_slot == per_slot
+    assert fixed.bytes_per_token(10) == fixed.bytes_per_token(900) == size + 1024 * per_slot  # tied: all weights read
+    assert growing.bytes_per_token(10) == size + 11 * per_slot
+    assert growing.bytes_per_token(1023) == fixed.bytes_per_token(1023)
+    # Untied embedding table: only one row is gathered per token.
+    untied = MemoryModel(TINYLLAMA_1_1B, 4 * TINYLLAMA_1_1B.num_parameters(), "growing", capacity=2048)
+    assert untied.weight_bytes_per_token == pytest.approx(
+        4 * (TINYLLAMA_1_1B.num_parameters() - 32000 * 2048 + 2048))
+    bound = decode_bound(growing, range(128, 192), 10.0)
+    assert bound["bound_tok_s"] == pytest.approx(10e9 / growing.mean_bytes_per_token(range(128, 192)))
+
+
+def test_foreign_csv_header_is_refused_before_work(tmp_path):
+    log = tmp_path / "bench.csv"
+    log.write_text("a,b,c\n1,2,3\n")
+    res = run_cli("bench", "--checkpoint", "tiny", "--random-weights", "--log-csv", str(log), cache=tmp_path)
+    assert_bad_input(res, "different header")
+    assert log.read_text() == "a,b,c\n1,2,3\n"
+
+
+def _fake_artefact(tmp_path):
+    """A well-formed artefact directory (manifest with hashes) whose model file we can then tamper with."""
+    from tinyexport.artefact import write_manifest
+
+    d = tmp_path / "fake_art"
+    d.mkdir()
+    (d / "model.onnx").write_bytes(b"\x00" * 64)
+    write_manifest(d, {"format": "onnx", "recipe": "fp32", "model_config": TINY.to_dict(), "model_file": "model.onnx",
+                       "kv_cache_max_len": 64})
+    return d
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--repeats", "0"], ["--repeats", "positive"]),
+    (["--new-tokens", "600"], ["--new-tokens 600", "exceeds", "(512)"]),
+    (["--new-tokens", "1"], ["--new-tokens", "at least 2"]),
+    (["--prompt-len", "0"], ["--prompt-len"]),
+    (["--context", "8"], ["--context values", "16"]),
+    (["--context", "600"], ["--context [600]", "exceeds"]),
+    (["--context", "12x"], ["--context", "non-integer"]),
+    (["/no/such/artefact"], ["does not exist"]),
+])
+def test_bad_input(tmp_path, args, fragments):
+    res = run_cli("bench", "--checkpoint", "tiny", "--random-weights", "--no-log", *args, cache=tmp_path)
+    assert_bad_input(res, *fragments)
+
+
+def test_tampered_artefact_and_cache_too_small(tmp_path):
+    art = _fake_artefact(tmp_path)
+    assert_bad_input(run_cli("bench", str(art), "--prompt-len", "60", "--new-tokens", "8", "--no-log", cache=tmp_path),
+                     "exceeds the KV cache of fake_art (64)")
+    (art / "model.onnx").write_bytes(b"\x01" * 64)
+    assert_bad_input(run_cli("bench", str(art), "--no-log", cache=tmp_path), "model.onnx", "sha256")
+    (art / "model.onnx").unlink()
+    assert_bad_input(run_cli("bench", str(art), "--no-log", cache=tmp_path), "missing model.onnx")

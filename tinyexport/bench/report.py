@@ -1,0 +1,175 @@
+"""``tinyexport report``: bench and eval JSON documents -> one markdown report with PNG plots.
+
+Bench documents come from ``tinyexport bench --json`` (``"kind": "tinyexport-bench"``); eval documents
+from ``tinyexport eval --json`` (``{"text", "protocol", "candidates": [{"name", "perplexity",
+"delta_ppl", "kl_mean", "kl_p99", "top1_agreement", "seconds"}]}``). Quality is joined with size by
+candidate name across the bench documents given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from tinyexport.errors import UserError
+
+from . import plots
+from .table import context_cell, context_fills
+
+EVAL_FIELDS = ("name", "perplexity", "delta_ppl", "kl_mean", "kl_p99", "top1_agreement", "seconds")
+
+
+class ReportInputError(UserError, ValueError):
+    """A report input is missing, not JSON, or neither a bench nor an eval document."""
+
+
+def load_document(path: Path) -> tuple[str, dict[str, Any]]:
+    """(kind, document) with kind ``"bench"`` or ``"eval"``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReportInputError(f"report input {path} does not exist; pass JSON files from `tinyexport bench --json` "
+                               "or `tinyexport eval --json`")
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ReportInputError(f"{path} is not valid JSON ({err}); pass a --json output of bench or eval") from None
+    if isinstance(doc, dict) and doc.get("kind") == "tinyexport-bench" and isinstance(doc.get("candidates"), list):
+        return "bench", doc
+    if isinstance(doc, dict) and {"text", "protocol", "candidates"} <= set(doc) and isinstance(doc["candidates"], list):
+        missing = {f for c in doc["candidates"] for f in EVAL_FIELDS if f not in c}
+        if missing:
+            raise ReportInputError(f"{path}: eval candidates lack {sorted(missing)}; regenerate it with `tinyexport eval --json`")
+        return "eval", doc
+    raise ReportInputError(f"{path} is neither a bench document (`tinyexport bench --json`) nor an eval document "
+                           "(`tinyexport eval --json`)")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "model"
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def bench_section(doc: dict[str, Any], out: Path, prefix: str) -> list[str]:
+    """Markdown (and PNGs in ``out``) for one bench document."""
+    m, s, p = doc["machine"], doc["settings"], doc["probes"]
+    ok = [c for c in doc["candidates"] if not c.get("error")]
+    lines = [f"## Benchmark: {doc['model']['name']}", "",
+             f"{m['cpu_model']}, {m['cores']} cores, {m['ram_gb']} GB RAM, {m['os']}; tinyexport "
+             f"{m['tinyexport_version']} ({m['git_commit']}); {doc['created']}.",
+             f"Prompt {s['prompt_len']} random token ids (seed {s['seed']}), {s['new_tokens']} greedy new tokens, "
+             f"{s['warmup']} warm-up + {s['repeats']} timed runs, threads {s['threads'] or 'runtime default'}. "
+             f"Roofline: read bandwidth {p['bandwidth_gb_s']:.1f} GB/s, fp32 matmul peak {p['matmul_gflops']:.0f} "
+             f"GFLOP/s (numpy, {p['threads']} threads).", "",
+             "| candidate | format/recipe | size MB | load s | peak RSS MiB | TTFT ms | prefill tok/s | "
+             "decode tok/s (p10–p90) | ms/token | decode bound tok/s | of bound | prefill bound tok/s (fp32 peak) | of bound |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in doc["candidates"]:
+        if c.get("error"):
+            lines.append(f"| {c['name']} | {c['format']}/{c['recipe']} | {c['size_bytes'] / 1e6:.1f} | failed: "
+                         f"{c['error']} |" + " |" * 9)
+            continue
+        r, d = c["roofline"], c["decode_tok_s"]
+        lines.append(
+            f"| {c['name']} | {c['format']}/{c['recipe']} | {c['size_bytes'] / 1e6:.1f} | {c['load_s']:.2f} | "
+            f"{c['peak_rss_mb']:.0f} | {c['ttft_ms']['median']:.1f} | {c['prefill_tok_s']['median']:.1f} | "
+            f"{d['median']:.1f} ({d['p10']:.1f}–{d['p90']:.1f}) | {c['decode_ms_per_token']['median']:.2f} | "
+            f"{r['decode']['bound_tok_s']:.1f} | {100 * r['decode']['fraction']:.0f}% | "
+            f"{r['prefill']['bound_tok_s']:.0f} | {100 * r['prefill']['fraction']:.0f}% |")
+    lines.append("")
+    if not ok:
+        return lines
+    names = [c["name"] for c in ok]
+    figures = [
+        plots.bar_chart(out / f"{prefix}-decode.png", f"decode tok/s — {doc['model']['name']}", "tokens / s", names,
+                        [c["decode_tok_s"]["median"] for c in ok], [c["decode_tok_s"]["p10"] for c in ok],
+                        [c["decode_tok_s"]["p90"] for c in ok],
+                        bounds=[c["roofline"]["decode"]["bound_tok_s"] for c in ok],
+                        bound_label="bandwidth bound"),
+        plots.bar_chart(out / f"{prefix}-ttft.png", f"time to first token (prompt {s['prompt_len']})", "ms", names,
+                        [c["ttft_ms"]["median"] for c in ok], [c["ttft_ms"]["p10"] for c in ok],
+                        [c["ttft_ms"]["p90"] for c in ok]),
+        plots.bar_chart(out / f"{prefix}-size.png", "model size on disk", "MB", names,
+                        [c["size_bytes"] / 1e6 for c in ok]),
+    ]
+    with_context = [c for c in ok if c.get("contexts")]
+    if with_context:
+        series = {c["name"]: ([q["context"] for q in c["contexts"]], [q["decode_tok_s"]["median"] for q in c["contexts"]])
+                  for c in with_context}
+        bounds = {c["name"]: ([q["context"] for q in c["contexts"]], [q["bound_tok_s"] for q in c["contexts"]])
+                  for c in with_context}
+        figures.append(plots.line_chart(out / f"{prefix}-context.png", "decode tok/s vs cache fill (dashed: bound)",
+                                        "tokens in the KV cache", "tokens / s", series, dashed=bounds))
+        fills = context_fills(with_context)
+        lines += ["Decode tok/s at each cache fill (median over the steps ending there; bound; fraction):", "",
+                  "| candidate | " + " | ".join(map(str, fills)) + " |", "|---|" + "---:|" * len(fills)]
+        for c in with_context:
+            lines.append(f"| {c['name']} | " + " | ".join(context_cell(c, fill) for fill in fills) + " |")
+        lines.append("")
+    lines += [f"![{f.stem}]({f.name})" for f in figures] + [""]
+    return lines
+
+
+def eval_section(doc: dict[str, Any], sizes: dict[str, float], out: Path, prefix: str) -> list[str]:
+    text, proto = doc["text"], doc["protocol"]
+    lines = [f"## Quality: {Path(str(text.get('path', 'text'))).name}", "",
+             f"{text.get('tokens')} tokens (sha256 {str(text.get('sha256', ''))[:12]}), window {proto.get('window')}, "
+             f"stride {proto.get('stride')}.", "",
+             "| candidate | size MB | perplexity | Δppl | KL mean | KL p99 | top-1 | seconds |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in doc["candidates"]:
+        size = sizes.get(c["name"])
+        lines.append(f"| {c['name']} | {_fmt(size)} | {_fmt(c['perplexity'], 3)} | {_fmt(c['delta_ppl'], 3)} | "
+                     f"{_fmt(c['kl_mean'], 4)} | {_fmt(c['kl_p99'], 4)} | {_fmt(c['top1_agreement'], 3)} | "
+                     f"{_fmt(c['seconds'], 1)} |")
+    lines.append("")
+    joined = [c for c in doc["candidates"] if c["name"] in sizes and c.get("perplexity") is not None]
+    unjoined = [c["name"] for c in doc["candidates"] if c["name"] not in sizes]
+    if unjoined:
+        lines += [f"No size for {', '.join(unjoined)} (not in any bench document given), so not plotted.", ""]
+    if joined:
+        figures = [
+            plots.scatter_chart(out / f"{prefix}-ppl-vs-size.png", "perplexity vs size", "size on disk (MB)",
+                                "perplexity", [{"name": c["name"], "x": sizes[c["name"]], "y": c["perplexity"]}
+                                               for c in joined]),
+            plots.scatter_chart(out / f"{prefix}-kl-vs-size.png", "KL(reference ‖ candidate) vs size",
+                                "size on disk (MB)", "mean KL (nats/token)",
+                                [{"name": c["name"], "x": sizes[c["name"]], "y": c["kl_mean"]} for c in joined
+                                 if c.get("kl_mean") is not None]),
+        ]
+        lines += [f"![{f.stem}]({f.name})" for f in figures] + [""]
+    return lines
+
+
+def candidate_sizes(bench_docs: list[dict[str, Any]]) -> dict[str, float]:
+    """Candidate name -> size in MB over all bench documents; a name with two different sizes is dropped."""
+    seen: dict[str, set[float]] = {}
+    for doc in bench_docs:
+        for c in doc["candidates"]:
+            seen.setdefault(c["name"], set()).add(c["size_bytes"] / 1e6)
+    return {name: next(iter(v)) for name, v in seen.items() if len(v) == 1}
+
+
+def write_report(inputs: list[Path], out: Path, title: str = "tinyexport report") -> Path:
+    """Read every input (all checked first), draw the plots into ``out``, write ``out/report.md``."""
+    docs = [(path, *load_document(path)) for path in inputs]
+    out.mkdir(parents=True, exist_ok=True)
+    bench_docs = [d for _, kind, d in docs if kind == "bench"]
+    sizes = candidate_sizes(bench_docs)
+    lines = [f"# {title}", "", "Inputs: " + ", ".join(f"`{p}`" for p, _, _ in docs), ""]
+    used: set[str] = set()
+    for i, (path, kind, doc) in enumerate(docs):
+        base = _slug(doc["model"]["name"] if kind == "bench" else Path(path).stem)
+        prefix = f"{kind}-{base}" if f"{kind}-{base}" not in used else f"{kind}-{base}-{i}"
+        used.add(prefix)
+        lines += bench_section(doc, out, prefix) if kind == "bench" else eval_section(doc, sizes, out, prefix)
+    target = out / "report.md"
+    tmp = target.with_name(f".report.md.tmp-{os.getpid()}")
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, target)
+    return target
