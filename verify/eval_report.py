@@ -44,7 +44,7 @@ def print_perplexity(report: "PerplexityReport", console: Console | None = None)
 def print_choice(report: "ChoiceReport", console: Console | None = None) -> None:
     console = console or make_console()
     results = report.results
-    table = Table(title=f"multiple choice ({report.scoring} scoring) on {report.location} — {report.questions} questions")
+    table = Table(title=f"multiple choice: {report.questions} questions, {report.scoring} scoring")
     table.add_column("subject")
     table.add_column("questions", justify="right")
     for r in results:
