@@ -253,3 +253,20 @@ def test_artefact_with_another_vocabulary_is_refused(tmp_path):
         check_same_vocabulary(ours, Artefact(other, {}))
     with pytest.raises(UserError, match="no tokenizer.json"):
         check_same_vocabulary(ours, Artefact(tmp_path, {}))
+
+
+def test_abandoned_temp_stores_are_removed_live_ones_kept(tmp_path):
+    import os
+    import time
+
+    from tinyexport.verify.reference_store import ABANDONED_AFTER_S, remove_abandoned
+
+    old, live = tmp_path / ".tmp-old-x", tmp_path / ".tmp-live-y"
+    for d in (old, live):
+        d.mkdir()
+        (d / "logprobs.npy").write_bytes(b"x")
+    past = time.time() - ABANDONED_AFTER_S - 60
+    for path in (old / "logprobs.npy", old):
+        os.utime(path, (past, past))
+    remove_abandoned(tmp_path)
+    assert not old.exists() and live.exists()

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -37,6 +38,7 @@ STORE_VERSION = 1
 STORE_DIR = "eval-reference"
 FIXED16_STEP = 2.0 ** -11  # nats per unit
 FIXED16_MAX = 65535
+ABANDONED_AFTER_S = 24 * 3600  # a temp store untouched this long was left by a killed run
 
 
 @dataclass(frozen=True)
@@ -166,12 +168,25 @@ class ReferenceWriter:
         self.finished = True
 
 
+def remove_abandoned(directory: Path, older_than_s: float = ABANDONED_AFTER_S) -> None:
+    """Delete temp dirs of stores whose writer was killed (untouched for ``older_than_s``)."""
+    now = time.time()
+    for tmp in Path(directory).glob(".tmp-*"):
+        try:
+            newest = max([tmp.stat().st_mtime, *(f.stat().st_mtime for f in tmp.iterdir())])
+        except OSError:
+            continue
+        if now - newest > older_than_s:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def reference_writer(key: ReferenceKey, cache: Path, rows: int, vocab: int) -> Iterator[ReferenceWriter]:
     """A writer whose store appears at ``key.directory(cache)`` only if the block calls ``finish``."""
     target = key.directory(cache)
     need = rows * vocab * np.dtype(PRECISIONS[key.precision].dtype).itemsize
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned(target.parent)
     free = shutil.disk_usage(target.parent).free
     if need > 0.95 * free:
         raise ReferenceStoreError(
