@@ -90,12 +90,15 @@ class ReferenceKey:
 
 @dataclass(frozen=True)
 class ReferenceStore:
-    """An opened store: arrays are read-only; ``logprobs`` is a memory map."""
+    """An opened store. The log-probs stay on disk and are read by row range with plain file reads
+    (no memory map: a map's touched pages would count in the process's RSS, gigabytes of it)."""
 
     directory: Path
     meta: dict[str, Any]
     precision: Precision
-    logprobs: np.ndarray  # (rows, V) in the precision's dtype
+    rows: int
+    vocab: int
+    data_offset: int  # where logprobs.npy's (rows, V) C-order array starts
     top1: np.ndarray  # (rows,) int32
     nll: np.ndarray  # (rows,) float64
     resolution: np.ndarray  # (rows,) float64: KL(stored ‖ float32 reference)
@@ -111,15 +114,29 @@ class ReferenceStore:
         if meta.get("key") != asdict(key) or meta.get("version") != STORE_VERSION:
             return None
 
-        def load(name: str, mmap: bool = False) -> np.ndarray:
-            return np.load(directory / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+        def load(name: str) -> np.ndarray:
+            return np.load(directory / f"{name}.npy", allow_pickle=False)
 
-        return cls(directory, meta, PRECISIONS[key.precision], load("logprobs", mmap=True), load("top1"),
-                   load("nll"), load("resolution"))
+        precision = PRECISIONS[key.precision]
+        with open(directory / "logprobs.npy", "rb") as handle:
+            np.lib.format.read_magic(handle)
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+            offset = handle.tell()
+        if fortran or dtype != np.dtype(precision.dtype) or len(shape) != 2:
+            raise ReferenceStoreError(f"{directory}/logprobs.npy is not a {precision.dtype} (rows, vocab) array; "
+                                      "delete that directory to rebuild it")
+        return cls(directory, meta, precision, int(shape[0]), int(shape[1]), offset, load("top1"), load("nll"),
+                   load("resolution"))
 
     def reference_logprobs(self, start: int, stop: int) -> np.ndarray:
         """Renormalised float64 log-probs of rows [start, stop)."""
-        return self.precision.decode(np.asarray(self.logprobs[start:stop]))
+        if not 0 <= start <= stop <= self.rows:
+            raise IndexError(f"rows [{start}, {stop}) outside the store's {self.rows}")
+        itemsize = np.dtype(self.precision.dtype).itemsize
+        with open(self.directory / "logprobs.npy", "rb") as handle:
+            handle.seek(self.data_offset + start * self.vocab * itemsize)
+            raw = np.fromfile(handle, dtype=self.precision.dtype, count=(stop - start) * self.vocab)
+        return self.precision.decode(raw.reshape(stop - start, self.vocab))
 
 
 class ReferenceWriter:
@@ -128,8 +145,9 @@ class ReferenceWriter:
     def __init__(self, tmp: Path, key: ReferenceKey, rows: int, vocab: int) -> None:
         self.tmp, self.key, self.rows, self.vocab = tmp, key, rows, vocab
         self.precision = PRECISIONS[key.precision]
-        self.logprobs = np.lib.format.open_memmap(tmp / "logprobs.npy", mode="w+", dtype=self.precision.dtype,
-                                                  shape=(rows, vocab))
+        self._file = open(tmp / "logprobs.npy", "wb")  # rows are appended in order, no memory map
+        np.lib.format.write_array_header_1_0(self._file, {"descr": np.lib.format.dtype_to_descr(
+            np.dtype(self.precision.dtype)), "fortran_order": False, "shape": (rows, vocab)})
         self.top1 = np.zeros(rows, dtype=np.int32)
         self.nll = np.zeros(rows, dtype=np.float64)
         self.resolution = np.zeros(rows, dtype=np.float64)
@@ -146,7 +164,7 @@ class ReferenceWriter:
             rows = slice(self.filled + start, self.filled + stop)
             exact = log_softmax64(logits[start:stop])
             stored = self.precision.encode(exact)
-            self.logprobs[rows] = stored
+            self._file.write(np.ascontiguousarray(stored).tobytes())
             approx = self.precision.decode(stored)
             self.resolution[rows] = np.maximum((np.exp(approx) * (approx - exact)).sum(axis=-1), 0.0)
             self.top1[rows] = np.argmax(logits[start:stop], axis=-1)
@@ -154,12 +172,15 @@ class ReferenceWriter:
         self.filled += n
         return self.nll[self.filled - n:self.filled]
 
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
     def finish(self, meta: dict[str, Any]) -> None:
         """Write the small arrays and meta.json (the store is published when the context exits)."""
         if self.filled != self.rows:
             raise ValueError(f"store filled {self.filled} of {self.rows} rows")
-        self.logprobs.flush()
-        del self.logprobs
+        self.close()
         for name in ("top1", "nll", "resolution"):
             np.save(self.tmp / f"{name}.npy", getattr(self, name), allow_pickle=False)
         (self.tmp / "meta.json").write_text(json.dumps({
@@ -195,7 +216,10 @@ def reference_writer(key: ReferenceKey, cache: Path, rows: int, vocab: int) -> I
     try:
         with atomic_directory(target) as tmp:
             writer = ReferenceWriter(tmp, key, rows, vocab)
-            yield writer
+            try:
+                yield writer
+            finally:
+                writer.close()
             if not writer.finished:
                 raise RuntimeError("reference store left unfinished")
     except FileExistsError:  # another process stored the same key first; its content is identical
