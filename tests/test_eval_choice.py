@@ -76,8 +76,8 @@ def test_text_scoring_equals_hand_computed_loglikelihoods(tmp_path):
     assert len({int(np.argmax(row)) for row in by_hand}) > 1  # the picks are not all the same letter
 
     runner = TorchRunner.from_checkpoint(ckpt, max_len=256)
-    for r in (runner, LastPositionOnly(runner)):
-        np.testing.assert_allclose([option_loglikelihoods(r, it) for it in items], by_hand, rtol=1e-5)
+    np.testing.assert_allclose([option_loglikelihoods(runner, it) for it in items], by_hand, rtol=1e-5)
+    for r in (runner, LastPositionOnly(runner)):  # prefill path and token-by-token decode path
         result = evaluate_choice(r, items, name=r.name, fmt="torch", recipe="fp32")
         assert result.predictions == [int(np.argmax(row)) for row in by_hand]
         answers = np.array([q.answer for q in questions])
