@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -142,10 +142,11 @@ def run_perplexity(setup: EvalSetup, text: EvalText, text_source: str, protocol:
         if store is None:
             store = _build_reference(setup, ids, protocol, key, cache, bars.task("hf (reference)", rows_total))
         ref = reference_scores(store)
-        ref_row = summarize(REFERENCE.label, ref, fmt="hf", recipe="fp32", reference_ppl=None,
+        ref_row = summarize(REFERENCE.label, ref, fmt="hf", recipe="fp32",
+                            reference_ppl=math.exp(float(ref.nll.mean())),
                             load_seconds=float(store.meta.get("load_seconds", 0.0)),
                             path=str(store.meta.get("logits_path", "prefill")), cached=cached)
-        rows.append(_with_delta(ref_row, ref_row.perplexity))
+        rows.append(ref_row)
         for spec in setup.candidates:
             runner, load_s = _open(spec, setup, protocol.window)
             fmt, recipe = spec.format_and_recipe()
@@ -156,10 +157,6 @@ def run_perplexity(setup: EvalSetup, text: EvalText, text_source: str, protocol:
             del runner
             gc.collect()
     return PerplexityReport(text, text_source, int(ids.size), protocol, tuple(rows), store)
-
-
-def _with_delta(row: QualityRow, reference_ppl: float) -> QualityRow:
-    return replace(row, delta_ppl=row.perplexity - reference_ppl)
 
 
 def _build_reference(setup: EvalSetup, ids: np.ndarray, protocol: SlidingWindow, key: ReferenceKey, cache: Path,
