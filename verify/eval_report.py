@@ -31,7 +31,7 @@ def print_perplexity(report: "PerplexityReport", console: Console | None = None)
     reference_ppl = rows[0].perplexity if rows else float("nan")
     for r in rows:
         pct = None if r.delta_ppl is None else 100 * r.delta_ppl / reference_ppl
-        seconds = f"{r.seconds:.1f}" + (" (cached)" if r.cached else "")
+        seconds = (f"{r.seconds:.2f}" if r.seconds < 10 else f"{r.seconds:.0f}") + (" (cached)" if r.cached else "")
         table.add_row(r.name, f"{r.format}/{r.recipe}", r.logits_path, f"{r.perplexity:.4f}", _num(r.delta_ppl, "+.4f"),
                       _num(pct, "+.3f"), _num(r.kl_mean, ".3e"), _num(r.kl_p99, ".3e"), _num(r.top1_agreement, ".4f"),
                       seconds, f"{r.tokens_per_second:,.0f}")
