@@ -38,16 +38,16 @@ class EvalSetup:
     artefacts: tuple[Artefact, ...]
     candidates: tuple[CandidateSpec, ...]  # the reference excluded
 
-    def check_capacity(self, needed: int, what: str) -> None:
+    def check_capacity(self, needed: int, what: str, fix: str) -> None:
         """Refuse if ``needed`` tokens exceed the model's positions or any artefact's KV cache."""
         limit = self.checkpoint.config.max_position_embeddings
         if needed > limit:
             raise UserError(f"{what} needs {needed} tokens, more than max_position_embeddings ({limit}) "
-                            f"of {self.checkpoint.name}; lower it")
+                            f"of {self.checkpoint.name}; {fix.format(limit=limit)}")
         for art in self.artefacts:
             if needed > art.kv_cache_max_len:
                 raise UserError(f"{what} needs {needed} tokens, more than the KV cache of {art.name} "
-                                f"({art.kv_cache_max_len}); lower it to {art.kv_cache_max_len} or less")
+                                f"({art.kv_cache_max_len}); {fix.format(limit=art.kv_cache_max_len)}")
 
 
 def prepare(artefact_paths: Sequence[Path], checkpoint: str | None, random_weights: bool, seed: int,
@@ -130,7 +130,7 @@ def encode_text(setup: EvalSetup, text: EvalText, protocol: SlidingWindow, max_t
 
 def run_perplexity(setup: EvalSetup, text: EvalText, text_source: str, protocol: SlidingWindow,
                    max_tokens: int | None, precision: str, cache: Path) -> PerplexityReport:
-    setup.check_capacity(protocol.window, f"--window {protocol.window}")
+    setup.check_capacity(protocol.window, f"--window {protocol.window}", "pass --window {limit} or less")
     ids = encode_text(setup, text, protocol, max_tokens)
     key = ReferenceKey(setup.checkpoint.fingerprint(), setup.tokenizer.vocab_fingerprint(), text.sha256,
                        protocol.window, protocol.stride, int(ids.size), precision)
@@ -197,7 +197,8 @@ def run_choice(setup: EvalSetup, location: Path, scoring: str, limit: int | None
     questions = load_questions(location, limit)
     items = [encode_question(q, SCORINGS[scoring], setup.tokenizer) for q in questions]
     longest = max(items, key=lambda it: it.longest)
-    setup.check_capacity(longest.longest, f"question {longest.question.file}:{longest.question.line}")
+    setup.check_capacity(longest.longest, f"question {longest.question.file}:{longest.question.line}",
+                         "shorten or drop that question, or export with a larger --kv-cache-max-len")
     results = []
     with UnitProgress("q") as bars:
         for spec in (REFERENCE, *setup.candidates):
