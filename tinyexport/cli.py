@@ -18,6 +18,7 @@ from tinyexport.errors import ParityError, UserError
 # command name -> "module:attribute"; modules define click commands and import nothing heavy.
 COMMANDS: dict[str, str] = {
     "convert": "tinyexport.commands.convert:convert",
+    "eval": "tinyexport.commands.eval:eval_group",
     "generate": "tinyexport.commands.generate:generate",
     "verify": "tinyexport.commands.verify:verify",
     "bench": "tinyexport.commands.bench:bench",
