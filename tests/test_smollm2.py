@@ -41,3 +41,41 @@ def test_verify_default_model_all_attention_impls(tmp_path):
     flash = next(c for c in report["candidates"] if c["name"] == "torch:flash")
     assert flash["prefill_max_abs"] < 1e-4 and flash["decode_max_abs"] < 1e-4
     assert "clock" in report["reference_text"]  # real weights produce on-topic text
+
+
+def test_materialised_tokenizer_is_plain_byte_level_bpe_with_transformers_ids():
+    """The cached tokenizer.json drops the converter's byte_fallback/llama decoders yet encodes and
+    decodes exactly as transformers' own GGUF tokenizer does."""
+    from transformers import AutoTokenizer
+
+    from tinyexport.models.checkpoint import find_smollm2_gguf
+    from tinyexport.paths import cache_dir
+    from tinyexport.models.checkpoint import resolve_checkpoint
+    from tinyexport.tokenizer import Tokenizer
+
+    ckpt = resolve_checkpoint("smollm2-135m", cache=cache_dir())
+    spec = json.loads((ckpt.directory / "tokenizer.json").read_text())
+    assert spec["model"]["byte_fallback"] is False and spec["decoder"]["type"] == "ByteLevel"
+    gguf = find_smollm2_gguf()
+    theirs = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    ours = Tokenizer(ckpt.directory)
+    text = "Héllo, wörld 🙂 — 日本語\n\tThe capital of France is Paris.  <|im_start|>user"
+    ids = ours.encode(text).tolist()
+    assert ids == theirs(text, add_special_tokens=False)["input_ids"]
+    assert ours.decode(ids) == theirs.decode(ids) == text
+
+
+def test_stale_cache_entry_is_replaced(tmp_path):
+    from tinyexport.models.checkpoint import _MATERIALISED_MARK, _existing, _publish
+
+    target = tmp_path / "entry"
+    target.mkdir()
+    (target / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (target / _MATERIALISED_MARK).write_text(json.dumps({"source": "old"}))
+    assert _existing(target, version=2) is None
+    fresh = tmp_path / ".tmp-entry"
+    fresh.mkdir()
+    (fresh / _MATERIALISED_MARK).write_text(json.dumps({"source": "new", "materialiser_version": 2}))
+    _publish(fresh, target, version=2)
+    assert json.loads((target / _MATERIALISED_MARK).read_text())["source"] == "new"
+    assert not fresh.exists() and [p.name for p in tmp_path.iterdir()] == ["entry"]
