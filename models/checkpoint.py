@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from tinyexport.artefact import sha256_file
 from tinyexport.errors import UserError
 
 from .config import PRESETS, ModelConfig, UnsupportedModelError, read_hf_config
@@ -51,16 +52,8 @@ class Checkpoint:
 
         digest = hashlib.sha256((self.directory / "config.json").read_bytes())
         for path in weight_files(self.directory):
-            digest.update(file_sha256(path).encode())
+            digest.update(sha256_file(path).encode())
         return digest.hexdigest()
-
-
-def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_checkpoint(spec: str, *, cache: Path, random_weights: bool = False, seed: int = 0) -> Checkpoint:
@@ -83,7 +76,7 @@ def resolve_checkpoint(spec: str, *, cache: Path, random_weights: bool = False, 
             f"checkpoint {spec!r} is neither a preset ({', '.join(PRESETS)}) nor an existing path; "
             "pass a preset name, an HF model directory or a .gguf file")
     if path.is_file() and path.suffix == ".gguf":
-        digest = file_sha256(path)[:16]
+        digest = sha256_file(path)[:16]
         return _materialise_gguf(path, cache / "checkpoints" / f"gguf-{path.stem}-{digest}")
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -166,7 +159,7 @@ def _materialise_gguf(gguf_path: Path, target: Path) -> Checkpoint:
         (tmp / "config.json").write_text(json.dumps(config.to_hf_dict(), indent=2))
         _convert_gguf_tokenizer(gguf_path, tmp, add_bos=bool(meta.get("tokenizer.ggml.add_bos_token", False)))
         (tmp / _MATERIALISED_MARK).write_text(json.dumps(
-            {"source": str(gguf_path), "source_sha256": file_sha256(gguf_path), "dequantized": True,
+            {"source": str(gguf_path), "source_sha256": sha256_file(gguf_path), "dequantized": True,
              "materialiser_version": GGUF_MATERIALISER_VERSION}, indent=2))
         _publish(tmp, target, GGUF_MATERIALISER_VERSION)
     except BaseException:
