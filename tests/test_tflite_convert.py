@@ -84,7 +84,7 @@ def test_signatures_and_shapes_read_from_the_file(art_all, art_last):
                 assert inputs[n]["shape"].tolist() == cache and outputs[n]["shape"].tolist() == cache
         manifest = load_artefact(art).manifest
         assert manifest["signatures"]["decode"]["inputs"]["tokens"]["shape"] == [1, 1]
-        assert manifest["conversion"]["size_ratio_vs_fp32"] <= RECIPES["fp32"].max_size_ratio
+        assert manifest["conversion"]["size_ratio_vs_fp32"] <= RECIPES["fp32"].size_bound("tflite")
         assert set(manifest["tflite"]["constant_bytes_by_type"]) <= {"FLOAT32", "INT32"}
 
 
@@ -148,7 +148,7 @@ def test_quantized_recipe_through_runner_vs_transformers(recipe, tiny_ckpt, tmp_
     assert stored[main_type] > 0.75 * sum(stored.values()), stored  # weights really are in the recipe's type
     smallest_matrix_fp32 = 4 * TINY.hidden_size * TINY.kv_dim  # wk / wv
     assert stored.get("FLOAT32", 0) < smallest_matrix_fp32, stored  # only norms and RoPE tables stay fp32
-    assert manifest["conversion"]["size_ratio_vs_fp32"] <= RECIPES[recipe].max_size_ratio
+    assert manifest["conversion"]["size_ratio_vs_fp32"] <= RECIPES[recipe].size_bound("tflite")
 
     trace = reference_trace(HFRunner.from_checkpoint(tiny_ckpt, max_len=S), PROMPT[:8], 8)
     report = compare(trace, _runner(art), tolerance_for("tflite", recipe), fmt="tflite", recipe=recipe)

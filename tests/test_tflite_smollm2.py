@@ -27,7 +27,7 @@ def test_smollm2_int8_convert_then_verify(tmp_path):
     assert manifest["signatures"]["prefill_32"]["outputs"]["logits"]["shape"] == [1, 1, 49152]
     stored = manifest["tflite"]["constant_bytes_by_type"]
     assert stored["INT8"] > 0.95 * sum(stored.values()), stored
-    assert manifest["conversion"]["size_ratio_vs_fp32"] <= RECIPES["dynamic_int8"].max_size_ratio
+    assert manifest["conversion"]["size_ratio_vs_fp32"] <= RECIPES["dynamic_int8"].size_bound("tflite")
     assert manifest["conversion"]["peak_rss_mb"] > 0 and manifest["conversion"]["seconds"] > 0
     assert {"model.tflite", "tokenizer.json"} <= set(manifest["files"])
 

@@ -64,8 +64,8 @@ class TinyexportGroup(click.Group):
             fail(f"{err.format_message()}{hint}")
         except click.ClickException as err:
             fail(err.format_message())
-        except click.Abort:
-            fail("aborted", 1)
+        except click.Abort:  # click turns Ctrl-C (KeyboardInterrupt) and EOF into Abort
+            fail("interrupted", 130)
         except ModuleNotFoundError as err:
             top = (err.name or "").split(".")[0]
             if top not in OPTIONAL_MODULES:
