@@ -7,13 +7,14 @@ Exit codes: 0 success, 1 a check failed (parity, quality), 2 bad input (one line
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
 import click
 
 from tinyexport import __version__
-from tinyexport.errors import ParityError, UserError
+from tinyexport.errors import CheckError, UserError
 
 # command name -> "module:attribute"; modules define click commands and import nothing heavy.
 COMMANDS: dict[str, str] = {
@@ -74,7 +75,7 @@ class TinyexportGroup(click.Group):
                  f"install it with: pip install 'tinyexport[{OPTIONAL_MODULES[top]}]'")
         except UserError as err:
             fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
-        except ParityError as err:
+        except CheckError as err:
             fail(str(err), 1)
         except KeyboardInterrupt:
             fail("interrupted", 130)
@@ -98,7 +99,23 @@ def main() -> None:
     from tinyexport.console import quiet_third_party_logs
 
     quiet_third_party_logs()
-    cli.main()
+    try:
+        cli.main()
+    except SystemExit:  # every handled outcome ends here, its output already written
+        _hold_back_native_exit_logs()
+        raise
+
+
+def _hold_back_native_exit_logs() -> None:
+    """LiteRT's native destructors log INFO lines to fd 2 as the process exits (after our output, e.g.
+    ``DestroyAccelerator``); point fd 2 at /dev/null once the command is done so they don't follow
+    every table. Only when LiteRT was loaded; an uncaught exception's traceback never passes here."""
+    if "ai_edge_litert" not in sys.modules:
+        return
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
 
 
 if __name__ == "__main__":

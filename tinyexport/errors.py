@@ -1,4 +1,4 @@
-"""Exceptions the CLI turns into exit codes: ``UserError`` -> 2 (bad input), ``ParityError`` -> 1.
+"""Exceptions the CLI turns into exit codes: ``UserError`` -> 2 (bad input), ``CheckError`` -> 1.
 
 Library code raises specific subclasses of ``UserError`` (checkpoint, weights, artefact, cache
 overflow...) so the edge can report them as one line without importing the modules that define them.
@@ -13,7 +13,11 @@ class UserError(Exception):
     """Bad input. The message is one line: what is wrong, the value seen, the fix."""
 
 
-class ParityError(Exception):
+class CheckError(Exception):
+    """Something tinyexport produced or measured failed a check (exit 1); the message is one line."""
+
+
+class ParityError(CheckError):
     """A candidate is outside its tolerances. Carries the per-candidate rows that were checked."""
 
     def __init__(self, message: str, rows: list[Any]) -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import warnings
 from pathlib import Path
+from typing import Iterator
 
 import click
 
@@ -31,9 +36,11 @@ from .common import checkpoint_options
 @click.option("--prefill-logits", type=click.Choice(["last", "all"]), default="last", show_default=True,
               help="Prefill returns the last position's logits (fast) or every position's (for verification).")
 @click.option("--opset", type=int, default=None, help="ONNX opset of the graph [default: 21]; ONNX only.")
+@click.option("--verbose", is_flag=True,
+              help="Show the converters' own progress and native logs (held back by default; shown on a crash).")
 def convert(fmt: str, recipe: str, output: Path | None, force: bool, checkpoint: str, random_weights: bool, seed: int,
             prefill_seq_lens: str, kv_cache_max_len: int, attention: str, flash_block_size: int,
-            prefill_logits: str, opset: int | None) -> None:
+            prefill_logits: str, opset: int | None, verbose: bool) -> None:
     """Export a checkpoint to an artefact directory: model file(s), tokenizer files, manifest.json.
 
     The directory is built in a temporary sibling and renamed into place when complete, so an
@@ -64,12 +71,37 @@ def convert(fmt: str, recipe: str, output: Path | None, force: bool, checkpoint:
 
     console = make_console()
     console.print(f"converting [bold]{ckpt.name}[/] -> {fmt} / {recipe} ({target})")
-    manifest = export_artefact(ckpt, export, target, replace=force,
-                               source_ref={"spec": checkpoint, "random_weights": random_weights, "seed": seed})
+    with converter_output(verbose):
+        manifest = export_artefact(ckpt, export, target, replace=force,
+                                   source_ref={"spec": checkpoint, "random_weights": random_weights, "seed": seed})
     conv = manifest.get("conversion", {})
     size_mb = sum(f["bytes"] for f in manifest["files"].values()) / 1e6
     console.print(f"wrote {target} ({size_mb:.1f} MB) in {conv.get('seconds', 0):.1f} s, "
                   f"peak RSS {conv.get('peak_rss_mb', 0):.0f} MiB")
+
+
+@contextlib.contextmanager
+def converter_output(verbose: bool) -> Iterator[None]:
+    """Hold back what the converters print while they run: litert-torch's step-by-step progress (it
+    honours ``LITERT_TORCH_SHOW_PROGRESS``, which a user may set), torch's FutureWarnings, and the
+    MLIR/absl lines native code writes to fd 2. Kept and printed if the conversion crashes."""
+    if verbose:
+        yield
+        return
+    from tinyexport.errors import CheckError, UserError
+    from tinyexport.runners.native_logs import captured_native_stderr
+
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            with captured_native_stderr() as native:
+                yield
+        except (UserError, CheckError):
+            raise
+        except Exception:
+            sys.stderr.write(native.text)
+            raise
 
 
 def default_output(model_name: str, export, *, random_weights: bool, seed: int) -> Path:
