@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out
+BIG ?= 0
+SMALL ?= 1
 
 .PHONY: install test demo bench clean help
 
@@ -50,7 +52,7 @@ demo: install
 
 # Full benchmark (scripts/bench.sh): SmolLM2, all artefacts; BIG=1 adds the 1.1B random TinyLlama shape.
 bench: install
-	BIG=$(BIG) OUT=$(OUT) scripts/bench.sh
+	BIG=$(BIG) SMALL=$(SMALL) OUT=$(OUT) scripts/bench.sh
 
 clean:
 	rm -rf $(VENV) $(OUT) build *.egg-info

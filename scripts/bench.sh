@@ -14,6 +14,7 @@ PY=${PY:-.venv/bin/python}
 OUT=${OUT:-out}
 RESULTS=${RESULTS:-bench/results}
 BIG=${BIG:-0}
+SMALL=${SMALL:-1}  # SMALL=0 BIG=1: only the 1.1B shape
 LOCK=/tmp/tinyexport-heavy.lock
 CONTEXTS=${CONTEXTS:-128,512,1024}
 
@@ -29,7 +30,7 @@ BIG_RECIPES=${BIG_RECIPES:-"tflite:dynamic_int8 tflite:int4_block32 onnx:dynamic
 bench_model() {  # name, recipes, repeats, heavy (0|1), torch candidates, checkpoint args...
     local name=$1 recipes=$2 repeats=$3 heavy=$4 torches=$5
     shift 5
-    local ckpt=("$@") dir results=$RESULTS/$1 arts=() lock=()
+    local ckpt=("$@") dir results=$RESULTS/$name arts=() lock=()
     [ "$heavy" = 1 ] && lock=(flock "$LOCK")
     mkdir -p "$results"
     : > "$results/skipped.txt"
@@ -58,7 +59,9 @@ bench_model() {  # name, recipes, repeats, heavy (0|1), torch candidates, checkp
 
 start=$(date +%s)
 status=0
-bench_model smollm2-135m "$ALL_RECIPES" 5 0 "--torch --torch=sdpa" --checkpoint smollm2-135m || status=1
+if [ "$SMALL" = 1 ]; then
+    bench_model smollm2-135m "$ALL_RECIPES" 5 0 "--torch --torch=sdpa" --checkpoint smollm2-135m || status=1
+fi
 if [ "$BIG" = 1 ]; then
     bench_model tinyllama-1.1b-random "$BIG_RECIPES" 3 1 "--torch" \
         --checkpoint tinyllama-1.1b --random-weights --seed 0 || status=1
