@@ -56,7 +56,7 @@ def _start_conversion(tiny_hf_dir: Path, out: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1", TINYEXPORT_CACHE=str(out.parent / "cache"))
     return subprocess.Popen([sys.executable, "-m", "tinyexport", "convert", "--format", "tflite", "--quantize",
                              "--checkpoint", str(tiny_hf_dir), "--prefill-seq-lens", "4", "--kv-cache-max-len", "16",
-                             "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                             "-o", str(out), "--verbose"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 
 def _wait_until_converting(proc: subprocess.Popen, timeout: float = 300) -> None:
@@ -85,6 +85,19 @@ def test_conversion_killed_midway_leaves_no_artefact(tmp_path, tiny_hf_dir, sig,
     if sig == signal.SIGKILL:
         assert code == -signal.SIGKILL
     else:
-        assert code != 0  # the CLI reports the interrupt
+        assert code == 130  # the CLI reports the interrupt as a shell would
     assert not out.exists()  # never a half-written artefact under the requested name
     assert bool(list(tmp_path.glob(".tmp-art-*"))) == leaves_temp  # an interrupt cleans up; SIGKILL cannot
+
+
+def test_conversion_output_is_two_lines_and_verbose_shows_the_converter(tmp_path, tiny_hf_dir):
+    """By default the converters' progress, warnings and native logs are held back; --verbose shows them."""
+    args = ("convert", "--format", "tflite", "--quantize", "--checkpoint", str(tiny_hf_dir),
+            "--prefill-seq-lens", "4", "--kv-cache-max-len", "16")
+    quiet = run_cli(*args, "-o", str(tmp_path / "quiet"), cache=tmp_path / "cache")
+    assert quiet.code == 0, quiet.stderr[-2000:]
+    assert [line.split()[0] for line in quiet.stdout.splitlines()] == ["converting", "wrote"]
+    assert quiet.stderr.strip() == ""
+    loud = run_cli(*args, "--verbose", "-o", str(tmp_path / "loud"), cache=tmp_path / "cache",
+                   env={"LITERT_TORCH_SHOW_PROGRESS": "y"})
+    assert loud.code == 0 and "Torch Export" in loud.stdout

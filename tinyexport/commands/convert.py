@@ -80,6 +80,9 @@ def convert(fmt: str, recipe: str, output: Path | None, force: bool, checkpoint:
                   f"peak RSS {conv.get('peak_rss_mb', 0):.0f} MiB")
 
 
+LITERT_PROGRESS_ENV = "LITERT_TORCH_SHOW_PROGRESS"  # litert-torch's documented switch for its progress lines
+
+
 @contextlib.contextmanager
 def converter_output(verbose: bool) -> Iterator[None]:
     """Hold back what the converters print while they run: litert-torch's step-by-step progress (it
@@ -91,17 +94,23 @@ def converter_output(verbose: bool) -> Iterator[None]:
     from tinyexport.errors import CheckError, UserError
     from tinyexport.runners.native_logs import captured_native_stderr
 
-    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        try:
-            with captured_native_stderr() as native:
-                yield
-        except (UserError, CheckError):
-            raise
-        except Exception:
-            sys.stderr.write(native.text)
-            raise
+    progress_was = os.environ.get(LITERT_PROGRESS_ENV)
+    if progress_was is None:  # a user's own setting wins; ours is undone afterwards
+        os.environ[LITERT_PROGRESS_ENV] = "n"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            try:
+                with captured_native_stderr() as native:
+                    yield
+            except (UserError, CheckError):
+                raise
+            except Exception:
+                sys.stderr.write(native.text)
+                raise
+    finally:
+        if progress_was is None:
+            os.environ.pop(LITERT_PROGRESS_ENV, None)
 
 
 def default_output(model_name: str, export, *, random_weights: bool, seed: int) -> Path:
