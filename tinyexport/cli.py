@@ -65,7 +65,7 @@ class TinyexportGroup(click.Group):
             fail(f"{err.format_message()}{hint}")
         except click.ClickException as err:
             fail(err.format_message())
-        except click.Abort:  # click turns Ctrl-C (KeyboardInterrupt) and EOF into Abort
+        except (click.Abort, KeyboardInterrupt):  # click turns Ctrl-C and EOF into Abort; a bare one is a fallback
             fail("interrupted", 130)
         except ModuleNotFoundError as err:
             top = (err.name or "").split(".")[0]
@@ -77,8 +77,6 @@ class TinyexportGroup(click.Group):
             fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
         except CheckError as err:
             fail(str(err), 1)
-        except KeyboardInterrupt:
-            fail("interrupted", 130)
         sys.exit(result if isinstance(result, int) else 0)
 
 
