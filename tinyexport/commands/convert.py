@@ -92,7 +92,7 @@ def converter_output(verbose: bool) -> Iterator[None]:
         yield
         return
     from tinyexport.errors import CheckError, UserError
-    from tinyexport.runners.native_logs import captured_native_stderr
+    from tinyexport.native_logs import captured_native_stderr
 
     progress_was = os.environ.get(LITERT_PROGRESS_ENV)
     if progress_was is None:  # a user's own setting wins; ours is undone afterwards

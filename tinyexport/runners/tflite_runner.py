@@ -24,9 +24,9 @@ import numpy as np
 from tinyexport.artefact import Artefact, ArtefactError
 from tinyexport.converters.tflite_io import DECODE, INPUT_POS, LOGITS, TOKENS, cache_names, prefill_length
 from tinyexport.models.config import ModelConfig
+from tinyexport.native_logs import captured_native_stderr
 
 from .base import as_tokens, check_capacity
-from .native_logs import captured_native_stderr
 from .tflite_chunks import Chunk, padded_inputs, plan_chunks
 
 
