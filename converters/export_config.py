@@ -8,10 +8,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from tinyexport.formats.recipes import RECIPES, recipes_for
+from tinyexport.formats.registry import FORMATS
 from tinyexport.models.config import ATTENTION_IMPLS
-
-from .formats import FORMATS
-from .recipes import RECIPES, recipes_for
 
 PREFILL_LOGITS = ("last", "all")
 
@@ -33,8 +32,10 @@ class ExportConfig:
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
         if self.format not in RECIPES[self.recipe].tolerances:
-            raise ValueError(f"recipe {self.recipe!r} is not available for {self.format}; "
-                             f"{self.format} supports {', '.join(recipes_for(self.format))}")
+            raise ValueError(
+                f"recipe {self.recipe!r} is not available for {self.format}; "
+                f"{self.format} supports {', '.join(recipes_for(self.format))}"
+            )
         if not self.prefill_seq_lens:
             raise ValueError("prefill_seq_lens is empty; give at least one length, e.g. 8,64,128")
         bad = [n for n in self.prefill_seq_lens if not isinstance(n, int) or n <= 0]
@@ -74,5 +75,7 @@ def parse_seq_lens(text: str) -> tuple[int, ...]:
     try:
         values = [int(p) for p in parts]
     except ValueError:
-        raise ValueError(f"--prefill-seq-lens {text!r} has a non-integer; pass comma-separated lengths, e.g. 8,64,128") from None
+        raise ValueError(
+            f"--prefill-seq-lens {text!r} has a non-integer; pass comma-separated lengths, e.g. 8,64,128"
+        ) from None
     return tuple(sorted(values))

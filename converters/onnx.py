@@ -31,8 +31,13 @@ def convert(checkpoint: Any, export: ExportConfig, out_dir: Path) -> dict[str, A
 
     opset = export.opset or DEFAULT_OPSET
     check_opset(export.recipe, opset)
-    model = load_model(checkpoint, max_seq_len=export.kv_cache_max_len, attention=export.attention,
-                       flash_block_size=export.flash_block_size, kv_writer="concat")
+    model = load_model(
+        checkpoint,
+        max_seq_len=export.kv_cache_max_len,
+        attention=export.attention,
+        flash_block_size=export.flash_block_size,
+        kv_writer="concat",
+    )
     rope_cos, rope_sin = np.array(model.rope_cos.numpy()), np.array(model.rope_sin.numpy())
     graph = export_graph(model, logits=export.prefill_logits, opset=opset)
     del model
@@ -47,8 +52,13 @@ def convert(checkpoint: Any, export: ExportConfig, out_dir: Path) -> dict[str, A
     return {
         "signatures": {"decoder": read_signature(out_dir / MODEL_FILE)},
         "weight_bytes": weight_bytes,
-        "onnx": {"opset": opset, "exporter": "torch.onnx.export(dynamo=True)", "fusions": fusions,
-                 "external_data": (out_dir / (MODEL_FILE + ".data")).exists(), **facts},
+        "onnx": {
+            "opset": opset,
+            "exporter": "torch.onnx.export(dynamo=True)",
+            "fusions": fusions,
+            "external_data": (out_dir / (MODEL_FILE + ".data")).exists(),
+            **facts,
+        },
     }
 
 
@@ -80,10 +90,16 @@ def read_signature(path: Path) -> dict[str, list[dict[str, Any]]]:
     graph = onnx.load(str(path), load_external_data=False).graph
 
     def describe(values) -> list[dict[str, Any]]:
-        return [{"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
-                 "shape": [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]} for v in values]
+        return [
+            {
+                "name": v.name,
+                "dtype": onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
+                "shape": [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim],
+            }
+            for v in values
+        ]
 
     return {"inputs": describe(graph.input), "outputs": describe(graph.output)}
 
 
-__all__ = ["convert", "DEFAULT_OPSET", "MODEL_FILE", "ONNX_RECIPES"]
+__all__ = ["DEFAULT_OPSET", "MODEL_FILE", "ONNX_RECIPES", "convert"]

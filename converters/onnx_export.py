@@ -16,39 +16,16 @@ deprecated in torch 2.9+.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from tinyexport.formats.onnx_io import ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, IONames
 from tinyexport.models.config import ModelConfig
 from tinyexport.models.llama import Llama
 
 # Example sizes for tracing: all distinct and > 1, so no dimension is specialised to a constant.
 _TRACE_BATCH, _TRACE_SEQ, _TRACE_PAST = 2, 3, 4
-
-
-@dataclass(frozen=True)
-class IONames:
-    """Graph input/output names, as Optimum and onnxruntime-genai spell them."""
-
-    num_layers: int
-
-    @property
-    def past(self) -> list[str]:
-        return [f"past_key_values.{i}.{kv}" for i in range(self.num_layers) for kv in ("key", "value")]
-
-    @property
-    def present(self) -> list[str]:
-        return [f"present.{i}.{kv}" for i in range(self.num_layers) for kv in ("key", "value")]
-
-    @property
-    def inputs(self) -> list[str]:
-        return ["input_ids", "attention_mask", "position_ids", *self.past]
-
-    @property
-    def outputs(self) -> list[str]:
-        return ["logits", *self.present]
 
 
 class OnnxDecoder(nn.Module):
@@ -62,18 +39,28 @@ class OnnxDecoder(nn.Module):
         self.model = model
         self.logits = logits
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor,
-                past_key_values: tuple[tuple[Tensor, Tensor], ...]):
-        return self.model(input_ids, position_ids[0], past_key_values, logits=self.logits,
-                          key_mask=attention_mask.bool())
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        position_ids: Tensor,
+        past_key_values: tuple[tuple[Tensor, Tensor], ...],
+    ):
+        return self.model(
+            input_ids, position_ids[0], past_key_values, logits=self.logits, key_mask=attention_mask.bool()
+        )
 
 
 def _trace_inputs(config: ModelConfig) -> tuple:
     b, t, p = _TRACE_BATCH, _TRACE_SEQ, _TRACE_PAST
     shape = (b, config.num_kv_heads, p, config.head_dim)
     past = tuple((torch.zeros(shape), torch.zeros(shape)) for _ in range(config.num_layers))
-    return (torch.zeros((b, t), dtype=torch.int64), torch.ones((b, p + t), dtype=torch.int64),
-            torch.arange(p, p + t).expand(b, t).contiguous(), past)
+    return (
+        torch.zeros((b, t), dtype=torch.int64),
+        torch.ones((b, p + t), dtype=torch.int64),
+        torch.arange(p, p + t).expand(b, t).contiguous(),
+        past,
+    )
 
 
 def export_graph(model: Llama, *, logits: str, opset: int):
@@ -82,14 +69,24 @@ def export_graph(model: Llama, *, logits: str, opset: int):
     names = IONames(config.num_layers)
     auto = torch.export.Dim.AUTO
     kv_dims = ({0: auto, 2: auto}, {0: auto, 2: auto})
-    dynamic_shapes = {"input_ids": {0: auto, 1: auto}, "attention_mask": {0: auto, 1: auto},
-                      "position_ids": {0: auto, 1: auto},
-                      "past_key_values": tuple(kv_dims for _ in range(config.num_layers))}
+    dynamic_shapes = {
+        "input_ids": {0: auto, 1: auto},
+        "attention_mask": {0: auto, 1: auto},
+        "position_ids": {0: auto, 1: auto},
+        "past_key_values": tuple(kv_dims for _ in range(config.num_layers)),
+    }
     with torch.no_grad():
-        program = torch.onnx.export(OnnxDecoder(model, logits).eval(), _trace_inputs(config), dynamo=True,
-                                    input_names=names.inputs, output_names=names.outputs,
-                                    dynamic_shapes=dynamic_shapes, opset_version=opset, external_data=True,
-                                    verbose=False)
+        program = torch.onnx.export(
+            OnnxDecoder(model, logits).eval(),
+            _trace_inputs(config),
+            dynamo=True,
+            input_names=names.inputs,
+            output_names=names.outputs,
+            dynamic_shapes=dynamic_shapes,
+            opset_version=opset,
+            external_data=True,
+            verbose=False,
+        )
     graph_model = program.model
     name_io_dims(graph_model, names, logits)
     name_weights(graph_model)
@@ -108,14 +105,14 @@ def name_io_dims(model, names: IONames, logits: str) -> None:
     graph = model.graph
     inputs = {v.name: v for v in graph.inputs}
     outputs = {v.name: v for v in graph.outputs}
-    reshape(inputs["input_ids"], [batch, seq])
-    reshape(inputs["attention_mask"], [batch, total])
-    reshape(inputs["position_ids"], [batch, seq])
+    reshape(inputs[INPUT_IDS], [batch, seq])
+    reshape(inputs[ATTENTION_MASK], [batch, total])
+    reshape(inputs[POSITION_IDS], [batch, seq])
     for name in names.past:
         shape = inputs[name].shape
         reshape(inputs[name], [batch, shape[1], past, shape[3]])
-    vocab = outputs["logits"].shape[2]
-    reshape(outputs["logits"], [batch, 1 if logits == "last" else seq, vocab])
+    vocab = outputs[LOGITS].shape[2]
+    reshape(outputs[LOGITS], [batch, 1 if logits == "last" else seq, vocab])
     for name in names.present:
         shape = outputs[name].shape
         reshape(outputs[name], [batch, shape[1], total, shape[3]])

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tinyexport.formats import onnx_io as io
 from tinyexport.models.config import ModelConfig
 
 MS_DOMAIN = "com.microsoft"
@@ -117,15 +118,28 @@ def _find_attention(present_k, present_v) -> _Attention:
     merged = _only_consumer(back.outputs[0], "Reshape")
     if q_proj.inputs[0] is not k_proj.inputs[0] or q_proj.inputs[0] is not v_proj.inputs[0]:
         raise _NoMatch("q, k, v projections read different inputs")
-    return _Attention(q_proj.outputs[0], k_proj.outputs[0], v_proj.outputs[0], past_k, past_v, present_k,
-                      present_v, merged.outputs[0], (q_proj, k_proj, v_proj))
+    return _Attention(
+        q_proj.outputs[0],
+        k_proj.outputs[0],
+        v_proj.outputs[0],
+        past_k,
+        past_v,
+        present_k,
+        present_v,
+        merged.outputs[0],
+        (q_proj, k_proj, v_proj),
+    )
 
 
 def _const(name: str, array: np.ndarray):
     import onnx_ir as ir
 
-    return ir.Value(name=name, const_value=ir.tensor(array, name=name), shape=ir.Shape(array.shape),
-                    type=ir.TensorType(ir.DataType.from_numpy(array.dtype)))
+    return ir.Value(
+        name=name,
+        const_value=ir.tensor(array, name=name),
+        shape=ir.Shape(array.shape),
+        type=ir.TensorType(ir.DataType.from_numpy(array.dtype)),
+    )
 
 
 def _packed_weight(projections) -> np.ndarray | None:
@@ -152,8 +166,10 @@ def fuse_attention(model, config: ModelConfig, rope_cos: np.ndarray, rope_sin: n
     outputs = {v.name: v for v in graph.outputs}
     inputs = {v.name: v for v in graph.inputs}
     try:
-        found = [_find_attention(outputs[f"present.{i}.key"], outputs[f"present.{i}.value"])
-                 for i in range(config.num_layers)]
+        found = [
+            _find_attention(outputs[io.PRESENT_KEY % i], outputs[io.PRESENT_VALUE % i])
+            for i in range(config.num_layers)
+        ]
     except (_NoMatch, KeyError, ValueError):
         return 0
 
@@ -162,7 +178,7 @@ def fuse_attention(model, config: ModelConfig, rope_cos: np.ndarray, rope_sin: n
     sin = _const("rope.sin_cache", np.ascontiguousarray(rope_sin[:, :half], dtype=np.float32))
     graph.register_initializer(cos)
     graph.register_initializer(sin)
-    mask = inputs["attention_mask"]
+    mask = inputs[io.ATTENTION_MASK]
     one = _const("gqa.one", np.array(1, dtype=np.int64))
     axis1 = _const("gqa.axis1", np.array([1], dtype=np.int64))
     for c in (one, axis1):
@@ -170,18 +186,25 @@ def fuse_attention(model, config: ModelConfig, rope_cos: np.ndarray, rope_sin: n
     # seqlens_k = sum(attention_mask) - 1 per row; total_sequence_length = attention_mask.shape[1]
     total_sum = ir.Node("", "ReduceSum", [mask, axis1], attributes=[ir.AttrInt64("keepdims", 0)], name="gqa/mask_sum")
     minus = ir.Node("", "Sub", [total_sum.outputs[0], one], name="gqa/seqlens")
-    seqlens = ir.Node("", "Cast", [minus.outputs[0]], attributes=[ir.AttrInt64("to", ir.DataType.INT32)],
-                      name="gqa/seqlens_k")
-    shape = ir.Node("", "Shape", [mask], attributes=[ir.AttrInt64("start", 1), ir.AttrInt64("end", 2)],
-                    name="gqa/mask_len")
+    seqlens = ir.Node(
+        "", "Cast", [minus.outputs[0]], attributes=[ir.AttrInt64("to", ir.DataType.INT32)], name="gqa/seqlens_k"
+    )
+    shape = ir.Node(
+        "", "Shape", [mask], attributes=[ir.AttrInt64("start", 1), ir.AttrInt64("end", 2)], name="gqa/mask_len"
+    )
     squeeze = ir.Node("", "Squeeze", [shape.outputs[0]], name="gqa/total")
-    total = ir.Node("", "Cast", [squeeze.outputs[0]], attributes=[ir.AttrInt64("to", ir.DataType.INT32)],
-                    name="gqa/total_sequence_length")
+    total = ir.Node(
+        "",
+        "Cast",
+        [squeeze.outputs[0]],
+        attributes=[ir.AttrInt64("to", ir.DataType.INT32)],
+        name="gqa/total_sequence_length",
+    )
     prelude = [total_sum, minus, seqlens, shape, squeeze, total]
     first = next(iter(graph))
     graph.insert_before(first, prelude)
 
-    position_ids = inputs["position_ids"]
+    position_ids = inputs[io.POSITION_IDS]
     for i, att in enumerate(found):
         anchor = att.out.producer()
         packed = _packed_weight(att.projections)
@@ -194,13 +217,20 @@ def fuse_attention(model, config: ModelConfig, rope_cos: np.ndarray, rope_sin: n
         else:
             qkv_inputs = [att.q_lin, att.k_lin, att.v_lin]
             new_nodes = []
-        gqa = ir.Node(MS_DOMAIN, "GroupQueryAttention",
-                      [*qkv_inputs, att.past_k, att.past_v, seqlens.outputs[0], total.outputs[0], cos, sin, position_ids],
-                      attributes=[ir.AttrInt64("num_heads", config.num_heads),
-                                  ir.AttrInt64("kv_num_heads", config.num_kv_heads),
-                                  ir.AttrFloat32("scale", config.head_dim ** -0.5),
-                                  ir.AttrInt64("do_rotary", 1), ir.AttrInt64("rotary_interleaved", 0)],
-                      num_outputs=3, name=f"layers.{i}.attn.gqa")
+        gqa = ir.Node(
+            MS_DOMAIN,
+            "GroupQueryAttention",
+            [*qkv_inputs, att.past_k, att.past_v, seqlens.outputs[0], total.outputs[0], cos, sin, position_ids],
+            attributes=[
+                ir.AttrInt64("num_heads", config.num_heads),
+                ir.AttrInt64("kv_num_heads", config.num_kv_heads),
+                ir.AttrFloat32("scale", config.head_dim**-0.5),
+                ir.AttrInt64("do_rotary", 1),
+                ir.AttrInt64("rotary_interleaved", 0),
+            ],
+            num_outputs=3,
+            name=f"layers.{i}.attn.gqa",
+        )
         new_nodes.append(gqa)
         graph.insert_before(anchor, new_nodes)
         out, pk, pv = gqa.outputs
@@ -246,8 +276,13 @@ def _expand_plain_rmsnorms(model) -> None:
         for c in (two, eps_c, axes):
             graph.register_initializer(c)
         square = ir.Node("", "Pow", [x, two], name=f"rmsnorm{k}/pow")
-        mean = ir.Node("", "ReduceMean", [square.outputs[0], axes], attributes=[ir.AttrInt64("keepdims", 1)],
-                       name=f"rmsnorm{k}/mean")
+        mean = ir.Node(
+            "",
+            "ReduceMean",
+            [square.outputs[0], axes],
+            attributes=[ir.AttrInt64("keepdims", 1)],
+            name=f"rmsnorm{k}/mean",
+        )
         shifted = ir.Node("", "Add", [mean.outputs[0], eps_c], name=f"rmsnorm{k}/add_eps")
         root = ir.Node("", "Sqrt", [shifted.outputs[0]], name=f"rmsnorm{k}/sqrt")
         normed = ir.Node("", "Div", [x, root.outputs[0]], name=f"rmsnorm{k}/div")

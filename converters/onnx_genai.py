@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tinyexport.formats import onnx_io as io
 from tinyexport.models.config import ModelConfig
 
 GENAI_CONFIG = "genai_config.json"
@@ -40,16 +41,16 @@ def genai_config(config: ModelConfig, *, model_file: str, context_length: int) -
                 "num_key_value_heads": config.num_kv_heads,
                 "num_hidden_layers": config.num_layers,
                 "inputs": {
-                    "input_ids": "input_ids",
-                    "attention_mask": "attention_mask",
-                    "position_ids": "position_ids",
-                    "past_key_names": "past_key_values.%d.key",
-                    "past_value_names": "past_key_values.%d.value",
+                    "input_ids": io.INPUT_IDS,
+                    "attention_mask": io.ATTENTION_MASK,
+                    "position_ids": io.POSITION_IDS,
+                    "past_key_names": io.PAST_KEY,
+                    "past_value_names": io.PAST_VALUE,
                 },
                 "outputs": {
-                    "logits": "logits",
-                    "present_key_names": "present.%d.key",
-                    "present_value_names": "present.%d.value",
+                    "logits": io.LOGITS,
+                    "present_key_names": io.PRESENT_KEY,
+                    "present_value_names": io.PRESENT_VALUE,
                 },
             },
         },
@@ -69,5 +70,7 @@ def genai_config(config: ModelConfig, *, model_file: str, context_length: int) -
 
 def write_genai_config(directory: Path, config: ModelConfig, *, model_file: str, context_length: int) -> Path:
     path = Path(directory) / GENAI_CONFIG
-    path.write_text(json.dumps(genai_config(config, model_file=model_file, context_length=context_length), indent=2) + "\n")
+    path.write_text(
+        json.dumps(genai_config(config, model_file=model_file, context_length=context_length), indent=2) + "\n"
+    )
     return path

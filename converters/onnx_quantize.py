@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from tinyexport.errors import UserError
+from tinyexport.formats import onnx_io as io
 
 ONNX_EXPORTER_MIN_OPSET = 18  # torch.onnx's dynamo exporter emits opset 18 and newer
 ONNX_MAX_OPSET = 23  # newest opset every pinned consumer (onnx 1.23, onnxruntime 1.31, genai 0.18) runs
@@ -65,7 +67,7 @@ def untie_lm_head(model) -> bool:
     import onnx_ir as ir
 
     graph = model.graph
-    logits = next(v for v in graph.outputs if v.name == "logits")
+    logits = next(v for v in graph.outputs if v.name == io.LOGITS)
     matmul = logits.producer()
     if matmul is None or matmul.op_type != "MatMul":
         return False
@@ -73,8 +75,12 @@ def untie_lm_head(model) -> bool:
     if transpose is None or transpose.op_type != "Transpose" or not transpose.inputs[0].is_initializer():
         return False
     table = transpose.inputs[0].const_value.numpy()
-    weight = ir.Value(name="lm_head.weight_t", const_value=ir.tensor(np.ascontiguousarray(table.T), name="lm_head.weight_t"),
-                      shape=ir.Shape(table.T.shape), type=ir.TensorType(ir.DataType.FLOAT))
+    weight = ir.Value(
+        name="lm_head.weight_t",
+        const_value=ir.tensor(np.ascontiguousarray(table.T), name="lm_head.weight_t"),
+        shape=ir.Shape(table.T.shape),
+        type=ir.TensorType(ir.DataType.FLOAT),
+    )
     graph.register_initializer(weight)
     matmul.replace_input_with(1, weight)
     graph.remove(transpose, safe=True)
@@ -94,12 +100,20 @@ def _fp16(model, scratch: Path) -> tuple[Any, dict[str, Any]]:
     for value in list(graph.initializers.values()):
         tensor = value.const_value
         consumers = {u.node.op_type for u in value.uses()}
-        if (tensor is None or value.dtype != ir.DataType.FLOAT or len(value.shape) < 2
-                or not consumers <= {"MatMul", "Gather", "Transpose"}):
+        if (
+            tensor is None
+            or value.dtype != ir.DataType.FLOAT
+            or len(value.shape) < 2
+            or not consumers <= {"MatMul", "Gather", "Transpose"}
+        ):
             continue
         half = value.name + ".fp16"
-        stored = ir.Value(name=half, const_value=ir.tensor(tensor.numpy().astype(np.float16), name=half),
-                          shape=value.shape, type=ir.TensorType(ir.DataType.FLOAT16))
+        stored = ir.Value(
+            name=half,
+            const_value=ir.tensor(tensor.numpy().astype(np.float16), name=half),
+            shape=value.shape,
+            type=ir.TensorType(ir.DataType.FLOAT16),
+        )
         graph.register_initializer(stored)
         cast = _cast_to(graph, stored, ir.DataType.FLOAT, f"{value.name}/to_fp32")
         graph.insert_before(next(iter(graph)), cast)
@@ -143,8 +157,15 @@ def _nbits_matmuls(src: Path, bits: int, gather: bool):
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     ops = ("MatMul", "Gather") if gather else ("MatMul",)
-    quantizer = MatMulNBitsQuantizer(onnx.load(str(src)), bits=bits, block_size=32, is_symmetric=True, accuracy_level=4,
-                                     op_types_to_quantize=ops, quant_axes=(("MatMul", 0), ("Gather", 1)))
+    quantizer = MatMulNBitsQuantizer(
+        onnx.load(str(src)),
+        bits=bits,
+        block_size=32,
+        is_symmetric=True,
+        accuracy_level=4,
+        op_types_to_quantize=ops,
+        quant_axes=(("MatMul", 0), ("Gather", 1)),
+    )
     quantizer.process()
     return quantizer.model
 
@@ -165,11 +186,19 @@ def _dynamic_int8(model, scratch: Path) -> tuple[Any, dict[str, Any]]:
     _hand_over(model, src)
     with _quiet_quantizer_logging():
         _nbits_matmuls(src, 8, gather=False).save_model_to_file(str(mid), use_external_data_format=True)
-        quantize_dynamic(mid, dst, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["Gather"],
-                         use_external_data_format=True)
-    return ir.load(dst), {"lm_head_untied": untied,
-                          "quantizer": "MatMulNBitsQuantizer(bits=8, block_size=32, symmetric, accuracy_level=4) "
-                                       "+ quantize_dynamic(QInt8) for the embedding Gather"}
+        quantize_dynamic(
+            mid,
+            dst,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["Gather"],
+            use_external_data_format=True,
+        )
+    return ir.load(dst), {
+        "lm_head_untied": untied,
+        "quantizer": "MatMulNBitsQuantizer(bits=8, block_size=32, symmetric, accuracy_level=4) "
+        "+ quantize_dynamic(QInt8) for the embedding Gather",
+    }
 
 
 def _int4_block32(model, scratch: Path) -> tuple[Any, dict[str, Any]]:
@@ -182,7 +211,8 @@ def _int4_block32(model, scratch: Path) -> tuple[Any, dict[str, Any]]:
         quantized = _nbits_matmuls(src, 4, gather=True)
     return ir.from_proto(quantized.model), {
         "lm_head_untied": untied,
-        "quantizer": "MatMulNBitsQuantizer(bits=4, block_size=32, symmetric, accuracy_level=4), embedding -> GatherBlockQuantized"}
+        "quantizer": "MatMulNBitsQuantizer(bits=4, block_size=32, symmetric, accuracy_level=4), embedding -> GatherBlockQuantized",
+    }
 
 
 ONNX_RECIPES: dict[str, OnnxRecipe] = {
@@ -191,8 +221,12 @@ ONNX_RECIPES: dict[str, OnnxRecipe] = {
         OnnxRecipe("fp32", _fp32, ONNX_EXPORTER_MIN_OPSET, "torch.onnx's exporter emits opset 18+"),
         OnnxRecipe("fp16", _fp16, ONNX_EXPORTER_MIN_OPSET, "torch.onnx's exporter emits opset 18+"),
         OnnxRecipe("dynamic_int8", _dynamic_int8, ONNX_EXPORTER_MIN_OPSET, "torch.onnx's exporter emits opset 18+"),
-        OnnxRecipe("int4_block32", _int4_block32, 21,
-                   "its embedding table is stored with the ONNX int4 element type, introduced with opset 21"),
+        OnnxRecipe(
+            "int4_block32",
+            _int4_block32,
+            21,
+            "its embedding table is stored with the ONNX int4 element type, introduced with opset 21",
+        ),
     )
 }
 
@@ -201,8 +235,12 @@ def check_opset(recipe: str, opset: int) -> None:
     """Raise ``OpsetError`` (bad input) if ``opset`` cannot carry ``recipe``."""
     spec = ONNX_RECIPES[recipe]
     if opset > ONNX_MAX_OPSET:
-        raise OpsetError(f"--opset {opset} is newer than the pinned onnxruntime/genai support ({ONNX_MAX_OPSET}); "
-                         f"use --opset {ONNX_MAX_OPSET} or lower")
+        raise OpsetError(
+            f"--opset {opset} is newer than the pinned onnxruntime/genai support ({ONNX_MAX_OPSET}); "
+            f"use --opset {ONNX_MAX_OPSET} or lower"
+        )
     if opset < spec.min_opset:
-        raise OpsetError(f"--opset {opset} is too old for recipe {recipe}: it needs opset >= {spec.min_opset} "
-                         f"({spec.why_min_opset}); pass --opset {max(spec.min_opset, 21)}")
+        raise OpsetError(
+            f"--opset {opset} is too old for recipe {recipe}: it needs opset >= {spec.min_opset} "
+            f"({spec.why_min_opset}); pass --opset {max(spec.min_opset, 21)}"
+        )

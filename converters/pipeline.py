@@ -13,17 +13,18 @@ Everything else about an artefact is done here, once.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from tinyexport.artefact import copy_tokenizer_files, write_manifest
 from tinyexport.atomic import atomic_directory
 from tinyexport.errors import CheckError
+from tinyexport.formats.recipes import RECIPES
+from tinyexport.formats.registry import FORMATS, load_object
 from tinyexport.resources import peak_rss_mb
 
 from .export_config import ExportConfig
-from .formats import FORMATS, load_object
-from .recipes import RECIPES
 
 
 class QuantizationCheckError(CheckError):
@@ -37,7 +38,8 @@ def check_quantized_size(model_bytes: int, num_parameters: int, recipe: str, fmt
     if bound is not None and ratio > bound:
         raise QuantizationCheckError(
             f"recipe {recipe}: the model stores {model_bytes / 1e6:.1f} MB = {ratio:.2f} x the fp32 weights "
-            f"(bound {bound}); the weights were not quantized as the recipe promises")
+            f"(bound {bound}); the weights were not quantized as the recipe promises"
+        )
     return ratio
 
 
@@ -49,8 +51,9 @@ def rope_table_bytes(config: Any, export: ExportConfig) -> int:
     return 2 * export.kv_cache_max_len * config.head_dim * 4
 
 
-def export_artefact(checkpoint: Any, export: ExportConfig, target: Path, *, replace: bool = False,
-                    source_ref: Mapping[str, Any]) -> dict[str, Any]:
+def export_artefact(
+    checkpoint: Any, export: ExportConfig, target: Path, *, replace: bool = False, source_ref: Mapping[str, Any]
+) -> dict[str, Any]:
     """Convert ``checkpoint`` into the artefact directory ``target``; return the manifest written."""
     fmt = FORMATS[export.format]
     convert = load_object(fmt.converter)
@@ -62,19 +65,29 @@ def export_artefact(checkpoint: Any, export: ExportConfig, target: Path, *, repl
         stored = int(fields.get("weight_bytes", model_bytes)) - rope_table_bytes(checkpoint.config, export)
         ratio = check_quantized_size(max(stored, 0), checkpoint.config.num_parameters(), export.recipe, export.format)
         copy_tokenizer_files(checkpoint.tokenizer_dir, tmp)
-        manifest = write_manifest(tmp, {
-            "format": export.format,
-            "recipe": export.recipe,
-            "model_file": fmt.model_file,
-            "model_config": checkpoint.config.to_dict(),
-            "export": export.to_json(),
-            "kv_cache_max_len": export.kv_cache_max_len,
-            "prefill_seq_lens": list(export.prefill_seq_lens),
-            "prefill_logits": export.prefill_logits,
-            "source": {**dict(source_ref), "name": checkpoint.name, "directory": str(checkpoint.directory),
-                       "fingerprint": checkpoint.fingerprint()},
-            "conversion": {"seconds": round(seconds, 2), "peak_rss_mb": round(peak_rss_mb(), 1),
-                           "size_ratio_vs_fp32": round(ratio, 4)},
-            **fields,
-        })
+        manifest = write_manifest(
+            tmp,
+            {
+                "format": export.format,
+                "recipe": export.recipe,
+                "model_file": fmt.model_file,
+                "model_config": checkpoint.config.to_dict(),
+                "export": export.to_json(),
+                "kv_cache_max_len": export.kv_cache_max_len,
+                "prefill_seq_lens": list(export.prefill_seq_lens),
+                "prefill_logits": export.prefill_logits,
+                "source": {
+                    **dict(source_ref),
+                    "name": checkpoint.name,
+                    "directory": str(checkpoint.directory),
+                    "fingerprint": checkpoint.fingerprint(),
+                },
+                "conversion": {
+                    "seconds": round(seconds, 2),
+                    "peak_rss_mb": round(peak_rss_mb(), 1),
+                    "size_ratio_vs_fp32": round(ratio, 4),
+                },
+                **fields,
+            },
+        )
     return manifest

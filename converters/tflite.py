@@ -12,13 +12,15 @@ so the float model is never held in RAM next to its quantized copy.
 from __future__ import annotations
 
 import gc
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
+
+from tinyexport.formats.tflite_io import DECODE, prefill_signature
 
 from .export_config import ExportConfig
 from .tflite_file import constant_bytes_by_type
-from .tflite_io import DECODE, prefill_signature
 
 # litert-torch Converter.convert options. ``lightweight_conversion`` keeps the weights as resource
 # constants that point at the (memory-mapped) torch tensors instead of copying them into MLIR
@@ -45,8 +47,11 @@ def convert(checkpoint: Any, export: ExportConfig, out_dir: Path) -> dict[str, A
         float_path.unlink()
         target.chmod(0o644)  # the quantizer's writer leaves it executable
     stored = constant_bytes_by_type(target)
-    return {"signatures": describe_signatures(target), "weight_bytes": sum(stored.values()),
-            "tflite": {"constant_bytes_by_type": stored, "convert_options": dict(CONVERT_OPTIONS)}}
+    return {
+        "signatures": describe_signatures(target),
+        "weight_bytes": sum(stored.values()),
+        "tflite": {"constant_bytes_by_type": stored, "convert_options": dict(CONVERT_OPTIONS)},
+    }
 
 
 def _write_float_model(checkpoint: Any, export: ExportConfig, path: Path) -> None:
@@ -57,12 +62,20 @@ def _write_float_model(checkpoint: Any, export: ExportConfig, path: Path) -> Non
     from .tflite_graph import DUS_WRITER, SignatureModule, sample_inputs
 
     config, cache_len = checkpoint.config, export.kv_cache_max_len
-    model = load_model(checkpoint, max_seq_len=cache_len, attention=export.attention,
-                       flash_block_size=export.flash_block_size, kv_writer=DUS_WRITER)
+    model = load_model(
+        checkpoint,
+        max_seq_len=cache_len,
+        attention=export.attention,
+        flash_block_size=export.flash_block_size,
+        kv_writer=DUS_WRITER,
+    )
     converter = litert_torch.Converter()
     for length in sorted(export.prefill_seq_lens):
-        converter.signature(prefill_signature(length), SignatureModule(model, export.prefill_logits),
-                            sample_kwargs=sample_inputs(config, length, cache_len))
+        converter.signature(
+            prefill_signature(length),
+            SignatureModule(model, export.prefill_logits),
+            sample_kwargs=sample_inputs(config, length, cache_len),
+        )
     converter.signature(DECODE, SignatureModule(model, "all"), sample_kwargs=sample_inputs(config, 1, cache_len))
     edge_model = converter.convert(**CONVERT_OPTIONS)
     del converter
@@ -75,14 +88,17 @@ def describe_signatures(path: Path) -> dict[str, Any]:
     """Signature name -> {"inputs"|"outputs": {tensor: {"shape", "dtype"}}}, read back from the file."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    interpreter = Interpreter(model_path=str(path),
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter = Interpreter(
+        model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
     described = {}
     for name in interpreter.get_signature_list():
         runner = interpreter.get_signature_runner(name)
         described[name] = {
-            side: {tensor: {"shape": [int(d) for d in info["shape"]], "dtype": info["dtype"].__name__}
-                   for tensor, info in sorted(details.items())}
+            side: {
+                tensor: {"shape": [int(d) for d in info["shape"]], "dtype": info["dtype"].__name__}
+                for tensor, info in sorted(details.items())
+            }
             for side, details in (("inputs", runner.get_input_details()), ("outputs", runner.get_output_details()))
         }
     return described

@@ -13,10 +13,9 @@ import torch
 from litert_torch.generative.custom_ops.dynamic_update_slice import dynamic_update_slice
 from torch import Tensor, nn
 
+from tinyexport.formats.tflite_io import INPUT_POS, LOGITS, TOKENS, cache_names
 from tinyexport.models.config import ModelConfig
 from tinyexport.models.llama import KVWriter, Llama, LogitsPositions
-
-from .tflite_io import INPUT_POS, LOGITS, TOKENS, cache_names
 
 
 def _write_dynamic_update_slice(cache: Tensor, new: Tensor, input_pos: Tensor) -> Tensor:
@@ -51,8 +50,7 @@ class SignatureModule(nn.Module):
 def sample_inputs(config: ModelConfig, length: int, cache_len: int) -> dict[str, Tensor]:
     """Example inputs for tracing a signature of ``length`` tokens over a cache of ``cache_len`` slots."""
     shape = (1, config.num_kv_heads, cache_len, config.head_dim)
-    inputs = {TOKENS: torch.zeros((1, length), dtype=torch.int32),
-              INPUT_POS: torch.arange(length, dtype=torch.int32)}
+    inputs = {TOKENS: torch.zeros((1, length), dtype=torch.int32), INPUT_POS: torch.arange(length, dtype=torch.int32)}
     # distinct tensors: torch.export must not see the caches as aliases of one another
     inputs.update({name: torch.zeros(shape, dtype=torch.float32) for name in cache_names(config.num_layers)})
     return inputs

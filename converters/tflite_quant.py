@@ -8,30 +8,36 @@ embeddings are tied, e.g. SmolLM2).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Callable, Mapping
 
 from litert_torch.generative.quantize import quant_attrs, quant_recipe, quant_recipe_utils
 
 _Dtype, _Gran = quant_attrs.Dtype, quant_attrs.Granularity
 
 
-def _dynamic(dtype: quant_attrs.Dtype, granularity: quant_attrs.Granularity) -> Callable[[], quant_recipe.LayerQuantRecipe]:
+def _dynamic(
+    dtype: quant_attrs.Dtype, granularity: quant_attrs.Granularity
+) -> Callable[[], quant_recipe.LayerQuantRecipe]:
     return lambda: quant_recipe_utils.create_layer_quant_dynamic(dtype, granularity)
 
 
-def _weight_only(dtype: quant_attrs.Dtype, granularity: quant_attrs.Granularity) -> Callable[[], quant_recipe.LayerQuantRecipe]:
+def _weight_only(
+    dtype: quant_attrs.Dtype, granularity: quant_attrs.Granularity
+) -> Callable[[], quant_recipe.LayerQuantRecipe]:
     return lambda: quant_recipe_utils.create_layer_quant_weight_only(dtype, granularity)
 
 
 # recipe name (converters.recipes.RECIPES) -> the litert-torch layer recipe applied to the whole model.
-LAYER_RECIPES: Mapping[str, Callable[[], quant_recipe.LayerQuantRecipe]] = MappingProxyType({
-    "fp16": quant_recipe_utils.create_layer_quant_fp16,
-    "dynamic_int8": _dynamic(_Dtype.INT8, _Gran.CHANNELWISE),
-    "weight_only_int8": _weight_only(_Dtype.INT8, _Gran.CHANNELWISE),
-    "int4_block32": _dynamic(_Dtype.INT4, _Gran.BLOCKWISE_32),
-})
+LAYER_RECIPES: Mapping[str, Callable[[], quant_recipe.LayerQuantRecipe]] = MappingProxyType(
+    {
+        "fp16": quant_recipe_utils.create_layer_quant_fp16,
+        "dynamic_int8": _dynamic(_Dtype.INT8, _Gran.CHANNELWISE),
+        "weight_only_int8": _weight_only(_Dtype.INT8, _Gran.CHANNELWISE),
+        "int4_block32": _dynamic(_Dtype.INT4, _Gran.BLOCKWISE_32),
+    }
+)
 
 
 def generative_recipe(recipe: str) -> quant_recipe.GenerativeQuantRecipe:

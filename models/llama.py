@@ -19,8 +19,9 @@ GQA never repeats K/V: the query heads sharing one KV head are folded into the r
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -130,15 +131,15 @@ def make_attend_flash(block_size: int = 128) -> AttentionFn:
         neg = torch.finfo(torch.float32).min
         out_tiles = []
         for r0 in range(0, rows, block_size):
-            q_tile = q[..., r0:r0 + block_size, :].float() * scale  # (B, n_kv, br, hd)
+            q_tile = q[..., r0 : r0 + block_size, :].float() * scale  # (B, n_kv, br, hd)
             m = torch.full(q_tile.shape[:-1] + (1,), -math.inf, dtype=torch.float32, device=q.device)
             denom = torch.zeros_like(m)
             acc = torch.zeros(q_tile.shape, dtype=torch.float32, device=q.device)
             for s0 in range(0, keys, block_size):
-                k_tile = k[..., s0:s0 + block_size, :].float()
-                v_tile = v[..., s0:s0 + block_size, :].float()
+                k_tile = k[..., s0 : s0 + block_size, :].float()
+                v_tile = v[..., s0 : s0 + block_size, :].float()
                 s = torch.matmul(q_tile, k_tile.transpose(-1, -2))  # (B, n_kv, br, bk)
-                s = s.masked_fill(~mask[..., r0:r0 + block_size, s0:s0 + block_size], neg)
+                s = s.masked_fill(~mask[..., r0 : r0 + block_size, s0 : s0 + block_size], neg)
                 m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
                 p = torch.exp(s - m_new)
                 alpha = torch.exp(m - m_new)
@@ -166,7 +167,7 @@ class Attention(nn.Module):
         super().__init__()
         self.n_heads, self.n_kv, self.hd = config.num_heads, config.num_kv_heads, config.head_dim
         self.group = config.group_size
-        self.scale = self.hd ** -0.5
+        self.scale = self.hd**-0.5
         self.wq = nn.Linear(config.hidden_size, config.q_dim, bias=False)
         self.wk = nn.Linear(config.hidden_size, config.kv_dim, bias=False)
         self.wv = nn.Linear(config.hidden_size, config.kv_dim, bias=False)
@@ -174,8 +175,16 @@ class Attention(nn.Module):
         self.attend = attend
         self.kv_writer = kv_writer
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, input_pos: Tensor, mask: Tensor,
-                cache: tuple[Tensor, Tensor], attend_len: int | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def forward(
+        self,
+        x: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        input_pos: Tensor,
+        mask: Tensor,
+        cache: tuple[Tensor, Tensor],
+        attend_len: int | None,
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         b, t, _ = x.shape
         q = self.wq(x).view(b, t, self.n_heads, self.hd).transpose(1, 2)  # (B, n_h, T, hd)
         k = self.wk(x).view(b, t, self.n_kv, self.hd).transpose(1, 2)  # (B, n_kv, T, hd)
@@ -213,8 +222,16 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, input_pos: Tensor, mask: Tensor,
-                cache: tuple[Tensor, Tensor], attend_len: int | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def forward(
+        self,
+        x: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        input_pos: Tensor,
+        mask: Tensor,
+        cache: tuple[Tensor, Tensor],
+        attend_len: int | None,
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         h, cache = self.attn(self.attn_norm(x), cos, sin, input_pos, mask, cache, attend_len)
         x = x + h
         return x + self.mlp(self.mlp_norm(x)), cache
@@ -227,8 +244,15 @@ class Llama(nn.Module):
     the implementation by name; ``kv_writer`` is a name in ``KV_WRITERS`` or a ``KVWriter``.
     """
 
-    def __init__(self, config: ModelConfig, *, max_seq_len: int | None = None, attention: str = "standard",
-                 flash_block_size: int = 128, kv_writer: str | KVWriter = "index_copy") -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        *,
+        max_seq_len: int | None = None,
+        attention: str = "standard",
+        flash_block_size: int = 128,
+        kv_writer: str | KVWriter = "index_copy",
+    ) -> None:
         super().__init__()
         self.config = config
         self.attention = attention
@@ -245,9 +269,16 @@ class Llama(nn.Module):
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
 
-    def forward(self, tokens: Tensor, input_pos: Tensor, kv: Sequence[tuple[Tensor, Tensor]], *,
-                logits: LogitsPositions = "all", attend_len: int | None = None,
-                key_mask: Tensor | None = None) -> tuple[Tensor, KVCache]:
+    def forward(
+        self,
+        tokens: Tensor,
+        input_pos: Tensor,
+        kv: Sequence[tuple[Tensor, Tensor]],
+        *,
+        logits: LogitsPositions = "all",
+        attend_len: int | None = None,
+        key_mask: Tensor | None = None,
+    ) -> tuple[Tensor, KVCache]:
         """``key_mask`` (B, S) bool, optional: False hides a cache slot from every query of that row
         (an ONNX ``attention_mask``); the causal rule by position applies either way."""
         t = tokens.shape[1]
@@ -267,8 +298,7 @@ class Llama(nn.Module):
         return self.lm_head(self.norm(x)), tuple(new_kv)
 
 
-def empty_kv_cache(config: ModelConfig, length: int, batch: int = 1,
-                   dtype: torch.dtype = torch.float32) -> KVCache:
+def empty_kv_cache(config: ModelConfig, length: int, batch: int = 1, dtype: torch.dtype = torch.float32) -> KVCache:
     """Zero cache of ``length`` slots per layer, layout (B, n_kv, length, hd)."""
     shape = (batch, config.num_kv_heads, length, config.head_dim)
     return tuple((torch.zeros(shape, dtype=dtype), torch.zeros(shape, dtype=dtype)) for _ in range(config.num_layers))

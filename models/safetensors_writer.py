@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import torch
 
@@ -15,8 +15,9 @@ from .weights import expected_shapes, name_table
 _DTYPES = {torch.float32: ("F32", 4)}
 
 
-def write_safetensors_streaming(path: Path, config: ModelConfig, tensors: Iterable[tuple[str, torch.Tensor]],
-                                dtype: torch.dtype = torch.float32) -> None:
+def write_safetensors_streaming(
+    path: Path, config: ModelConfig, tensors: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype = torch.float32
+) -> None:
     """Write HF-named tensors of ``config``'s shapes, in table order, to ``path``.
 
     The header is computed from the config before any tensor exists; each tensor must arrive in

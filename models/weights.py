@@ -7,8 +7,8 @@ and both shapes. ``pytorch_model.bin`` is read only with ``torch.load(weights_on
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import numpy as np
 import torch
@@ -55,9 +55,15 @@ def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Our parameter name -> shape, derived from the config alone."""
     h, i = config.hidden_size, config.intermediate_size
     per_layer = {
-        "attn_norm.weight": (h,), "attn.wq.weight": (config.q_dim, h), "attn.wk.weight": (config.kv_dim, h),
-        "attn.wv.weight": (config.kv_dim, h), "attn.wo.weight": (h, config.q_dim), "mlp_norm.weight": (h,),
-        "mlp.w_gate.weight": (i, h), "mlp.w_up.weight": (i, h), "mlp.w_down.weight": (h, i),
+        "attn_norm.weight": (h,),
+        "attn.wq.weight": (config.q_dim, h),
+        "attn.wk.weight": (config.kv_dim, h),
+        "attn.wv.weight": (config.kv_dim, h),
+        "attn.wo.weight": (h, config.q_dim),
+        "mlp_norm.weight": (h,),
+        "mlp.w_gate.weight": (i, h),
+        "mlp.w_up.weight": (i, h),
+        "mlp.w_down.weight": (h, i),
     }
     shapes = {f"layers.{n}.{k}": s for n in range(config.num_layers) for k, s in per_layer.items()}
     shapes["tok_embeddings.weight"] = (config.vocab_size, h)
@@ -148,7 +154,7 @@ def read_hf_shapes(directory: Path) -> dict[str, tuple[int, ...]]:
     for path in files:
         try:
             with safe_open(str(path), framework="pt") as handle:
-                for key in handle.keys():
+                for key in handle.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
                     shapes[key] = tuple(handle.get_slice(key).get_shape())
         except (SafetensorError, OSError) as err:
             raise WeightsError(f"cannot read weights file {path}: {str(err).splitlines()[0]}") from None
@@ -201,7 +207,12 @@ def read_gguf(path: Path) -> tuple[ModelConfig, dict[str, Tensor], dict[str, obj
         raise WeightsError(f"{path} is not a readable GGUF file ({err})") from None
     meta: dict[str, object] = {}
     for key, fld in reader.fields.items():
-        if key in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type", "tokenizer.ggml.scores"):
+        if key in (
+            "tokenizer.ggml.tokens",
+            "tokenizer.ggml.merges",
+            "tokenizer.ggml.token_type",
+            "tokenizer.ggml.scores",
+        ):
             meta[key] = len(fld.data)  # counts only; the tokenizer is converted separately
             continue
         meta[key] = fld.contents()
@@ -211,8 +222,10 @@ def read_gguf(path: Path) -> tuple[ModelConfig, dict[str, Tensor], dict[str, obj
     unknown = sorted(set(tensors) - set(gguf_to_hf) - {"rope_freqs.weight"})
     missing = sorted(set(gguf_to_hf) - set(tensors))
     if unknown or missing:
-        raise WeightsError(f"GGUF {path.name} does not match a Llama of its own metadata: "
-                           f"missing {_short_list(missing)}, unknown {_short_list(unknown)}")
+        raise WeightsError(
+            f"GGUF {path.name} does not match a Llama of its own metadata: "
+            f"missing {_short_list(missing)}, unknown {_short_list(unknown)}"
+        )
     state: dict[str, Tensor] = {}
     for gname, hname in gguf_to_hf.items():
         t = tensors[gname]

@@ -38,8 +38,9 @@ print(json.dumps({"impl": impl, "peak_extra_mib": (peak - before) / 1024, "out_m
 
 
 def measure(impl: str, seq: int, block: int, preset: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, impl, str(seq), str(block), preset],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, impl, str(seq), str(block), preset], capture_output=True, text=True, check=True
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -51,7 +52,9 @@ def main() -> None:
     args = parser.parse_args()
     rows = [measure(impl, args.seq_len, args.block, args.preset) for impl in ("standard", "sdpa", "flash")]
     for row in rows:
-        print(f"{row['impl']:>8}: +{row['peak_extra_mib']:8.1f} MiB over inputs (output itself {row['out_mib']:.1f} MiB)")
+        print(
+            f"{row['impl']:>8}: +{row['peak_extra_mib']:8.1f} MiB over inputs (output itself {row['out_mib']:.1f} MiB)"
+        )
     std = next(r for r in rows if r["impl"] == "standard")["peak_extra_mib"]
     flash = next(r for r in rows if r["impl"] == "flash")["peak_extra_mib"]
     print(f"standard / flash peak temporaries: {std / flash:.1f}x (seq {args.seq_len}, block {args.block}, one layer)")

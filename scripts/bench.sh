@@ -21,7 +21,7 @@ CONTEXTS=${CONTEXTS:-128,512,1024}
 # Every artefact (format:recipe) the recipe registry says can be built, plus the int8 TFLite file with
 # 256- and 2048-slot caches: a fixed LiteRT cache is read whole every step, so decode time follows
 # kv_cache_max_len, not the tokens in it (format:recipe:slots; 1024 slots when not given).
-ALL_RECIPES=$($PY -c 'from tinyexport.converters.recipes import RECIPES
+ALL_RECIPES=$($PY -c 'from tinyexport.formats.recipes import RECIPES
 print(" ".join(f"{f}:{n}" for n, r in RECIPES.items() for f in r.formats if f != "torch"))')
 ALL_RECIPES="$ALL_RECIPES tflite:dynamic_int8:256 tflite:dynamic_int8:2048"
 # The 1.1B shape: the quantized artefacts only (fp32/fp16 files of 4.4/2.2 GB add little but hours).

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tinyexport.commands.common import open_checkpoint
 from tinyexport.corpus import default_corpus
 from tinyexport.models.llama import KV_WRITERS
 from tinyexport.models.loading import load_model
 from tinyexport.paths import cache_dir
+from tinyexport.resolve import open_checkpoint
 from tinyexport.runners.hf_runner import HFRunner
 from tinyexport.runners.torch_runner import TorchRunner
 from tinyexport.tokenizer import Tokenizer
@@ -59,20 +59,31 @@ def main() -> None:
         stores = {}
         reference = HFRunner.from_checkpoint(ckpt, max_len=args.window)
         for precision in ("float32", "fixed16"):
-            key = ReferenceKey(ckpt.fingerprint(), tokenizer.vocab_fingerprint(), "macbeth", args.window, args.stride,
-                               int(ids.size), precision)
+            key = ReferenceKey(
+                ckpt.fingerprint(),
+                tokenizer.vocab_fingerprint(),
+                "macbeth",
+                args.window,
+                args.stride,
+                int(ids.size),
+                precision,
+            )
             with reference_writer(key, Path(tmp), rows, ckpt.config.vocab_size) as writer:
                 score_text(reference, ids, protocol, writer=writer)
                 writer.finish({})
             stores[precision] = ReferenceStore.open(key, Path(tmp))
         del reference
-        out = {"tokens": int(ids.size), "scored": rows,
-               "fixed16_resolution_mean": float(stores["fixed16"].resolution.mean()),
-               "fixed16_resolution_p99": float(np.percentile(stores["fixed16"].resolution, 99)), "candidates": {}}
+        out = {
+            "tokens": int(ids.size),
+            "scored": rows,
+            "fixed16_resolution_mean": float(stores["fixed16"].resolution.mean()),
+            "fixed16_resolution_p99": float(np.percentile(stores["fixed16"].resolution, 99)),
+            "candidates": {},
+        }
         for recipe in ("fp16", "int8_channel", "int4_block32"):
             model = load_model(ckpt, max_seq_len=args.window, kv_writer=KV_WRITERS["index_copy_inplace"])
             with torch.no_grad():
-                for name, p in model.named_parameters():
+                for p in model.parameters():
                     if p.dim() == 2:
                         p.copy_(fake_quantize(p, recipe))
             runner = TorchRunner(model, max_len=args.window)

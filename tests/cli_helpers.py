@@ -21,8 +21,9 @@ def run_cli(*args: str, cache: Path | None = None, env: dict[str, str] | None = 
     if cache is not None:
         full_env["TINYEXPORT_CACHE"] = str(cache)
     full_env.update(env or {})
-    proc = subprocess.run([sys.executable, "-m", "tinyexport", *args], capture_output=True, text=True,
-                          env=full_env, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tinyexport", *args], capture_output=True, text=True, env=full_env, timeout=timeout
+    )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 

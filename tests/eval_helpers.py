@@ -15,8 +15,7 @@ from tinyexport.models.config import TINY, ModelConfig
 
 from .conftest import hf_llama, save_hf_checkpoint
 
-BIGRAM = dataclasses.replace(TINY, hidden_size=256, intermediate_size=32, num_layers=1, head_dim=16,
-                             rms_norm_eps=1e-6)
+BIGRAM = dataclasses.replace(TINY, hidden_size=256, intermediate_size=32, num_layers=1, head_dim=16, rms_norm_eps=1e-6)
 
 
 def _bytes_to_unicode() -> dict[int, str]:

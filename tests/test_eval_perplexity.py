@@ -14,13 +14,21 @@ import torch
 from tinyexport.verify.windows import SlidingWindow
 
 from .cli_helpers import assert_bad_input, run_cli
-from .eval_helpers import (LastPositionOnly, bigram_checkpoint, bigram_logprobs, byte_ids, tiny_text_checkpoint,
-                           write_byte_tokenizer)
+from .eval_helpers import (
+    LastPositionOnly,
+    bigram_checkpoint,
+    bigram_logprobs,
+    byte_ids,
+    tiny_text_checkpoint,
+    write_byte_tokenizer,
+)
 
-TEXT = ("Tomorrow, and tomorrow, and tomorrow, creeps in this petty pace from day to day, to the last syllable "
-        "of recorded time; and all our yesterdays have lighted fools the way to dusty death. Out, out, brief "
-        "candle! Life's but a walking shadow, a poor player, that struts and frets his hour upon the stage, and "
-        "then is heard no more. It is a tale told by an idiot, full of sound and fury, signifying nothing.\n")
+TEXT = (
+    "Tomorrow, and tomorrow, and tomorrow, creeps in this petty pace from day to day, to the last syllable "
+    "of recorded time; and all our yesterdays have lighted fools the way to dusty death. Out, out, brief "
+    "candle! Life's but a walking shadow, a poor player, that struts and frets his hour upon the stage, and "
+    "then is heard no more. It is a tale told by an idiot, full of sound and fury, signifying nothing.\n"
+)
 WINDOW, STRIDE = 96, 40
 
 
@@ -32,7 +40,7 @@ def transformers_sliding_perplexity(model, ids: np.ndarray, window: int, stride:
         end = min(begin + window, len(ids))
         inputs = torch.from_numpy(ids[begin:end])[None]
         labels = inputs.clone()
-        labels[:, :-(end - prev_end)] = -100
+        labels[:, : -(end - prev_end)] = -100
         with torch.no_grad():
             loss = model(input_ids=inputs, labels=labels).loss.double().item()
         scored = int((labels[:, 1:] != -100).sum())
@@ -84,9 +92,26 @@ def test_cli_matches_transformers_kl_zero_and_reuses_the_reference(tmp_path, tin
     from transformers import LlamaForCausalLM
 
     out = tmp_path / "ppl.json"
-    args = ("eval", "perplexity", "--checkpoint", str(tiny_dir), "--text", str(text_file), "--window", str(WINDOW),
-            "--stride", str(STRIDE), "--attention", "standard", "--attention", "flash",
-            "--reference-precision", "float32", "--json", str(out))
+    args = (
+        "eval",
+        "perplexity",
+        "--checkpoint",
+        str(tiny_dir),
+        "--text",
+        str(text_file),
+        "--window",
+        str(WINDOW),
+        "--stride",
+        str(STRIDE),
+        "--attention",
+        "standard",
+        "--attention",
+        "flash",
+        "--reference-precision",
+        "float32",
+        "--json",
+        str(out),
+    )
     res = run_cli(*args, cache=tmp_path / "cache")
     assert res.code == 0, res.stderr
     assert "perplexity on macbeth_5_5.txt" in res.stdout and res.stderr.strip() == ""
@@ -157,7 +182,7 @@ def test_kl_of_perturbed_model_matches_an_independent_computation(tmp_path, tiny
     expected = []
     ref_model = LlamaForCausalLM.from_pretrained(str(tiny_dir), attn_implementation="eager").eval()
     for span in protocol.spans(ids.size):
-        window = torch.from_numpy(ids[span.begin:span.end])[None]
+        window = torch.from_numpy(ids[span.begin : span.end])[None]
         rows = slice(span.first_target - span.begin - 1, span.end - span.begin - 1)
         with torch.no_grad():
             lp = F.log_softmax(ref_model(window).logits[0, rows].double(), -1)
@@ -196,30 +221,49 @@ def test_bigram_model_perplexity_by_hand_on_both_logits_paths(tmp_path):
     assert by_hand < 30 and shifted > 100 * by_hand
 
 
-@pytest.mark.parametrize("content, fragments", [
-    (b"", ["is empty"]),
-    (b"  \n\t\n", ["is empty"]),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", ["binary file"]),
-    (b"caf\xe9 au lait", ["not UTF-8", "0xe9", "offset 3"]),
-])
+@pytest.mark.parametrize(
+    "content, fragments",
+    [
+        (b"", ["is empty"]),
+        (b"  \n\t\n", ["is empty"]),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", ["binary file"]),
+        (b"caf\xe9 au lait", ["not UTF-8", "0xe9", "offset 3"]),
+    ],
+)
 def test_bad_text_files_exit_2(tmp_path, tiny_dir, content, fragments):
     path = tmp_path / "input.txt"
     path.write_bytes(content)
-    res = run_cli("eval", "perplexity", "--checkpoint", str(tiny_dir), "--text", str(path), "--window", "32",
-                  "--stride", "16", cache=tmp_path)
+    res = run_cli(
+        "eval",
+        "perplexity",
+        "--checkpoint",
+        str(tiny_dir),
+        "--text",
+        str(path),
+        "--window",
+        "32",
+        "--stride",
+        "16",
+        cache=tmp_path,
+    )
     assert_bad_input(res, "input.txt", *fragments)
 
 
-@pytest.mark.parametrize("extra, fragments", [
-    (["--window", "600", "--stride", "300"], ["--window 600", "max_position_embeddings (512)"]),
-    (["--window", "500", "--stride", "100"], ["has 403 tokens", "fewer than one --window of 500"]),
-    (["--window", "64", "--stride", "32", "--max-tokens", "50"], ["has 403 tokens (--max-tokens 50)", "--window of 64"]),
-    (["--window", "64", "--stride", "65"], ["--stride", "between 1 and the window (64)"]),
-    (["--window", "64", "--stride", "32", "--text", "/no/such/file.txt"], ["/no/such/file.txt", "does not exist"]),
-])
+@pytest.mark.parametrize(
+    "extra, fragments",
+    [
+        (["--window", "600", "--stride", "300"], ["--window 600", "max_position_embeddings (512)"]),
+        (["--window", "500", "--stride", "100"], ["has 403 tokens", "fewer than one --window of 500"]),
+        (
+            ["--window", "64", "--stride", "32", "--max-tokens", "50"],
+            ["has 403 tokens (--max-tokens 50)", "--window of 64"],
+        ),
+        (["--window", "64", "--stride", "65"], ["--stride", "between 1 and the window (64)"]),
+        (["--window", "64", "--stride", "32", "--text", "/no/such/file.txt"], ["/no/such/file.txt", "does not exist"]),
+    ],
+)
 def test_bad_protocol_or_text_exit_2(tmp_path, tiny_dir, text_file, extra, fragments):
-    res = run_cli("eval", "perplexity", "--checkpoint", str(tiny_dir), "--text", str(text_file), *extra,
-                  cache=tmp_path)
+    res = run_cli("eval", "perplexity", "--checkpoint", str(tiny_dir), "--text", str(text_file), *extra, cache=tmp_path)
     assert_bad_input(res, *fragments)
 
 
@@ -227,20 +271,34 @@ def test_checkpoint_without_tokenizer_and_json_to_missing_dir_exit_2(tmp_path, t
     bare = tmp_path / "bare"
     shutil.copytree(tiny_dir, bare)
     (bare / "tokenizer.json").unlink()
-    res = run_cli("eval", "perplexity", "--checkpoint", str(bare), "--text", str(text_file), "--window", "64",
-                  "--stride", "32", cache=tmp_path)
+    res = run_cli(
+        "eval",
+        "perplexity",
+        "--checkpoint",
+        str(bare),
+        "--text",
+        str(text_file),
+        "--window",
+        "64",
+        "--stride",
+        "32",
+        cache=tmp_path,
+    )
     assert_bad_input(res, "has no tokenizer")
-    res = run_cli("eval", "perplexity", "--checkpoint", str(tiny_dir), "--json", str(tmp_path / "no" / "r.json"),
-                  cache=tmp_path)
+    res = run_cli(
+        "eval", "perplexity", "--checkpoint", str(tiny_dir), "--json", str(tmp_path / "no" / "r.json"), cache=tmp_path
+    )
     assert_bad_input(res, "does not exist")
 
 
 def test_artefact_with_another_vocabulary_is_refused(tmp_path):
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import models
+
     from tinyexport.artefact import Artefact
     from tinyexport.errors import UserError
-    from tinyexport.evaluation import check_same_vocabulary
     from tinyexport.tokenizer import Tokenizer
-    from tokenizers import Tokenizer as HFTokenizer, models
+    from tinyexport.verify.evaluation import check_same_vocabulary
 
     (tmp_path / "ours").mkdir()
     ours = Tokenizer(write_byte_tokenizer(tmp_path / "ours"))
@@ -250,7 +308,7 @@ def test_artefact_with_another_vocabulary_is_refused(tmp_path):
     HFTokenizer(models.WordLevel({"[UNK]": 0, "hello": 1}, unk_token="[UNK]")).save(str(other / "tokenizer.json"))
     with pytest.raises(UserError, match="different tokenizer"):
         check_same_vocabulary(ours, Artefact(other, {}))
-    with pytest.raises(UserError, match="no tokenizer.json"):
+    with pytest.raises(UserError, match=r"no tokenizer\.json"):
         check_same_vocabulary(ours, Artefact(tmp_path, {}))
 
 

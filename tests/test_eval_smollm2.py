@@ -21,14 +21,15 @@ GETTYSBURG = (
     "and proper that we should do this. But, in a larger sense, we can not dedicate -- we can not consecrate "
     "-- we can not hallow -- this ground. The brave men, living and dead, who struggled here, have consecrated "
     "it, far above our poor power to add or detract. The world will little note, nor long remember what we say "
-    "here, but it can never forget what they did here.\n")
+    "here, but it can never forget what they did here.\n"
+)
 
 
 def test_smollm2_perplexity_matches_transformers(tmp_path):
     from transformers import AutoTokenizer, LlamaForCausalLM
 
-    from tinyexport.commands.common import open_checkpoint
     from tinyexport.paths import cache_dir
+    from tinyexport.resolve import open_checkpoint
 
     ckpt = open_checkpoint("smollm2-135m")
     cache = tmp_path / "cache"  # fresh reference store; the materialised checkpoint is shared
@@ -37,8 +38,9 @@ def test_smollm2_perplexity_matches_transformers(tmp_path):
     text = tmp_path / "gettysburg.txt"
     text.write_text(GETTYSBURG)
     out = tmp_path / "ppl.json"
-    res = run_cli("eval", "perplexity", "--text", str(text), "--window", "128", "--stride", "48", "--json", str(out),
-                  cache=cache)
+    res = run_cli(
+        "eval", "perplexity", "--text", str(text), "--window", "128", "--stride", "48", "--json", str(out), cache=cache
+    )
     assert res.code == 0, res.stderr
     report = json.loads(out.read_text())
 

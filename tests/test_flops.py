@@ -82,8 +82,18 @@ def test_matmul_terms_equal_flop_counter_mode(variant, seq_len, logits):
 
 def test_tinyllama_cli_json_csv_and_validation(tmp_path):
     out_json, out_csv = tmp_path / "f.json", tmp_path / "f.csv"
-    res = run_cli("flops", "--config", "tinyllama-1.1b", "--seq-len", "128", "--validate", "--json", str(out_json),
-                  "--csv", str(out_csv))
+    res = run_cli(
+        "flops",
+        "--config",
+        "tinyllama-1.1b",
+        "--seq-len",
+        "128",
+        "--validate",
+        "--json",
+        str(out_json),
+        "--csv",
+        str(out_csv),
+    )
     assert res.code == 0, res.stderr
     assert "exact match" in res.stdout
     doc = json.loads(out_json.read_text())
@@ -114,14 +124,17 @@ def test_checkpoint_dir_is_read_for_its_config_only(tmp_path):
     assert json.loads((tmp_path / "f.json").read_text())["total_flops"] == estimate(cfg, 8).total_flops
 
 
-@pytest.mark.parametrize("args, fragments", [
-    (["flops", "--config", "gpt5"], ["unknown preset", "gpt5"]),
-    (["flops", "--config", "tiny", "--seq-len", "0"], ["seq_len", "positive"]),
-    (["flops", "--config", "tiny", "--seq-len", "-4"], ["seq_len", "positive"]),
-    (["flops", "--config", "tiny", "--batch-size", "0"], ["batch_size"]),
-    (["flops"], ["exactly one of"]),
-    (["flops", "--config", "tiny", "--checkpoint", "tiny"], ["exactly one of"]),
-    (["flops", "--checkpoint", "/no/such/dir"], ["neither a preset"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["flops", "--config", "gpt5"], ["unknown preset", "gpt5"]),
+        (["flops", "--config", "tiny", "--seq-len", "0"], ["seq_len", "positive"]),
+        (["flops", "--config", "tiny", "--seq-len", "-4"], ["seq_len", "positive"]),
+        (["flops", "--config", "tiny", "--batch-size", "0"], ["batch_size"]),
+        (["flops"], ["exactly one of"]),
+        (["flops", "--config", "tiny", "--checkpoint", "tiny"], ["exactly one of"]),
+        (["flops", "--checkpoint", "/no/such/dir"], ["neither a preset"]),
+    ],
+)
 def test_bad_input(tmp_path, args, fragments):
     assert_bad_input(run_cli(*args, cache=tmp_path), *fragments)

@@ -38,12 +38,12 @@ def test_stream_equals_greedy_generate(tiny_hf_dir, tmp_path):
     assert got == expected
     assert stats.new_tokens == 10 and stats.prompt_tokens == 12 and stats.stop_reason == "max_new_tokens"
     stopped = list(stream_tokens(runner, prompt, 10, SamplingConfig(), stop_ids=[expected[3]], stats=GenerationStats()))
-    assert stopped == expected[:expected.index(expected[3]) + 1]
+    assert stopped == expected[: expected.index(expected[3]) + 1]
 
 
 @pytest.mark.slow
 def test_text_stream_rebuilds_the_text():
-    from tinyexport.commands.common import open_checkpoint
+    from tinyexport.resolve import open_checkpoint
     from tinyexport.tokenizer import Tokenizer
 
     tok = Tokenizer(open_checkpoint("smollm2-135m").tokenizer_dir)

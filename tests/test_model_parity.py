@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tinyexport.converters.recipes import (FLASH_VS_STANDARD_DECODE_MAX_ABS, FLASH_VS_STANDARD_PREFILL_MAX_ABS,
-                                           REIMPL_TINY_MAX_ABS)
 from tinyexport.models.config import ATTENTION_IMPLS
 from tinyexport.models.llama import empty_kv_cache
 from tinyexport.models.loading import build_model
 from tinyexport.models.weights import hf_to_ours
 
+from .bounds import FLASH_VS_STANDARD_DECODE_MAX_ABS, FLASH_VS_STANDARD_PREFILL_MAX_ABS, REIMPL_TINY_MAX_ABS
 from .conftest import TINY_VARIANTS, hf_llama
 
 SEQ = 37  # not a multiple of any flash block size used below
@@ -45,7 +44,7 @@ def test_full_forward_matches_hf(pair, attention):
 @pytest.mark.parametrize("writer", ["index_copy", "concat"])
 @pytest.mark.parametrize("attention", ATTENTION_IMPLS)
 def test_prefill_then_decode_equals_full_forward(pair, attention, writer):
-    config, hf, state = pair
+    config, _hf, state = pair
     tokens = _tokens(config.vocab_size, SEQ, seed=2)
     model = build_model(config, state, max_seq_len=64, attention=attention, flash_block_size=8, kv_writer=writer)
     cache_len = 64 if writer == "index_copy" else 0  # concat starts from an empty past, like Optimum
@@ -55,7 +54,7 @@ def test_prefill_then_decode_equals_full_forward(pair, attention, writer):
         first, kv = model(tokens[:, :20], torch.arange(20), kv)
         steps = [first]
         for i in range(20, SEQ):
-            out, kv = model(tokens[:, i:i + 1], torch.tensor([i]), kv)
+            out, kv = model(tokens[:, i : i + 1], torch.tensor([i]), kv)
             steps.append(out)
     incremental = torch.cat(steps, dim=1)
     assert (incremental - full).abs().max().item() <= REIMPL_TINY_MAX_ABS

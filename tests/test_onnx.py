@@ -12,7 +12,7 @@ import pytest
 from tinyexport.artefact import load_artefact
 from tinyexport.converters.export_config import ExportConfig
 from tinyexport.converters.pipeline import export_artefact
-from tinyexport.converters.recipes import RECIPES, recipes_for, tolerance_for
+from tinyexport.formats.recipes import RECIPES, recipes_for, tolerance_for
 from tinyexport.runners import open_artefact_runner
 from tinyexport.runners.base import CacheOverflowError, greedy_generate
 from tinyexport.runners.hf_runner import HFRunner
@@ -27,7 +27,7 @@ NEW_TOKENS = 16
 
 
 def _checkpoint(directory):
-    from tinyexport.commands.common import open_checkpoint
+    from tinyexport.resolve import open_checkpoint
 
     return open_checkpoint(str(directory))
 
@@ -46,9 +46,14 @@ def artefacts(tmp_path_factory, tied_dir):
     made = {}
     for recipe, logits in [(r, "last") for r in ONNX_RECIPES] + [("fp32", "all")]:
         target = root / f"{recipe}_{logits}"
-        export_artefact(ckpt, ExportConfig(format="onnx", recipe=recipe, kv_cache_max_len=CACHE, prefill_logits=logits,
-                                                    prefill_seq_lens=(8,)),
-                        target, source_ref={"spec": str(tied_dir), "random_weights": False, "seed": 0})
+        export_artefact(
+            ckpt,
+            ExportConfig(
+                format="onnx", recipe=recipe, kv_cache_max_len=CACHE, prefill_logits=logits, prefill_seq_lens=(8,)
+            ),
+            target,
+            source_ref={"spec": str(tied_dir), "random_weights": False, "seed": 0},
+        )
         made[(recipe, logits)] = target
     return made
 
@@ -79,8 +84,11 @@ def test_weights_are_stored_as_the_recipe_says(artefacts, recipe):
     model = onnx.load(str(art.model_path))
     inits = {i.name: i for i in model.graph.initializer}
     ops = [n.op_type for n in model.graph.node]
-    float_matmuls = [n.name for n in model.graph.node if n.op_type == "MatMul"
-                     and n.input[1] in inits and inits[n.input[1]].data_type == onnx.TensorProto.FLOAT]
+    float_matmuls = [
+        n.name
+        for n in model.graph.node
+        if n.op_type == "MatMul" and n.input[1] in inits and inits[n.input[1]].data_type == onnx.TensorProto.FLOAT
+    ]
     cfg = art.config
     if recipe == "fp32":
         assert len(float_matmuls) == 5 * cfg.num_layers  # wqkv, wo, gate, up, down; lm_head reads Transpose(table)
@@ -119,7 +127,10 @@ def test_io_names_and_shapes_read_from_the_file(artefacts):
         assert outputs[present] == ["batch_size", cfg.num_kv_heads, "total_sequence_length", cfg.head_dim]
     assert outputs["logits"] == ["batch_size", 1, cfg.vocab_size]  # last position only (genai: pruned)
     all_graph = onnx.load(str(load_artefact(artefacts[("fp32", "all")]).model_path)).graph
-    assert [d.dim_param for d in all_graph.output[0].type.tensor_type.shape.dim][:2] == ["batch_size", "sequence_length"]
+    assert [d.dim_param for d in all_graph.output[0].type.tensor_type.shape.dim][:2] == [
+        "batch_size",
+        "sequence_length",
+    ]
     signature = art.manifest["signatures"]["decoder"]
     assert [i["name"] for i in signature["inputs"]] == list(inputs)
     genai = json.loads((art.path / "genai_config.json").read_text())["model"]

@@ -34,21 +34,25 @@ def test_convert_then_verify_through_the_cli(artefact, cache, tmp_path):
     assert set(manifest["files"]) == {"model.onnx", "genai_config.json"}  # random weights: no tokenizer
     assert manifest["onnx"]["fusions"]["GroupQueryAttention"] == 2
     report = tmp_path / "r.json"
-    res = run_cli("verify", str(artefact), "--prompt-tokens", "12", "--max-new-tokens", "8", "--json", str(report),
-                  cache=cache)
+    res = run_cli(
+        "verify", str(artefact), "--prompt-tokens", "12", "--max-new-tokens", "8", "--json", str(report), cache=cache
+    )
     assert res.code == 0, res.stdout[-3000:] + res.stderr[-2000:]
     (cand,) = json.loads(report.read_text())["candidates"]
     assert cand["passed"] and cand["max_abs"] < 1e-4 and cand["greedy_match"] == 8
     assert cand["format"] == "onnx" and cand["recipe"] == "fp32"
 
 
-@pytest.mark.parametrize("args, fragments", [
-    (["--quantize", "bogus"], ["bogus"]),
-    (["--quantize", "weight_only_int8"], ["not available for onnx", "int4_block32"]),
-    (["--quantize", "int4_block32", "--opset", "18"], ["--opset 18 is too old for recipe int4_block32", ">= 21"]),
-    (["--opset", "17"], ["--opset 17 is too old for recipe fp32"]),
-    (["--opset", "99"], ["--opset 99 is newer"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--quantize", "bogus"], ["bogus"]),
+        (["--quantize", "weight_only_int8"], ["not available for onnx", "int4_block32"]),
+        (["--quantize", "int4_block32", "--opset", "18"], ["--opset 18 is too old for recipe int4_block32", ">= 21"]),
+        (["--opset", "17"], ["--opset 17 is too old for recipe fp32"]),
+        (["--opset", "99"], ["--opset 99 is newer"]),
+    ],
+)
 def test_bad_convert_options_exit_2(tmp_path, cache, args, fragments):
     res = run_cli("convert", "--format", "onnx", *TINY, *args, "-o", str(tmp_path / "x"), cache=cache)
     assert_bad_input(res, *fragments)
@@ -62,8 +66,9 @@ def test_opset_is_onnx_only(tmp_path, cache):
 
 def test_existing_output_needs_force(artefact, cache):
     before = (artefact / MANIFEST).read_bytes()
-    assert_bad_input(run_cli("convert", "--format", "onnx", *TINY, "-o", str(artefact), cache=cache),
-                     "already exists", "--force")
+    assert_bad_input(
+        run_cli("convert", "--format", "onnx", *TINY, "-o", str(artefact), cache=cache), "already exists", "--force"
+    )
     assert (artefact / MANIFEST).read_bytes() == before
 
 
@@ -95,9 +100,14 @@ def test_model_that_fails_the_onnx_checker(artefact, cache, tmp_path):
     model.graph.node.insert(0, onnx.helper.make_node("NoSuchOp", [node.input[0]], ["bogus_out"]))
     onnx.save(model, str(broken / "model.onnx"))
     manifest = json.loads((broken / MANIFEST).read_text())
-    write_manifest(broken, {k: v for k, v in manifest.items() if k not in ("schema", "created", "tool_versions", "files")})
-    assert_bad_input(run_cli("verify", str(broken), "--prompt-tokens", "4", "--max-new-tokens", "2", cache=cache),
-                     "fails onnx.checker", "NoSuchOp")
+    write_manifest(
+        broken, {k: v for k, v in manifest.items() if k not in ("schema", "created", "tool_versions", "files")}
+    )
+    assert_bad_input(
+        run_cli("verify", str(broken), "--prompt-tokens", "4", "--max-new-tokens", "2", cache=cache),
+        "fails onnx.checker",
+        "NoSuchOp",
+    )
 
 
 def test_prompt_beyond_the_cache(artefact, cache):

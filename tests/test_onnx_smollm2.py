@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
-from tinyexport.converters.recipes import BARE_QUANTIZE, tolerance_for
+from tinyexport.formats.recipes import BARE_QUANTIZE, tolerance_for
 
 from .cli_helpers import run_cli
 

@@ -15,20 +15,49 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def bench_json(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report_bench")
     out = tmp / "bench.json"
-    res = run_cli("bench", "--checkpoint", "tiny", "--random-weights", "--torch", "--prompt-len", "8",
-                  "--new-tokens", "4", "--repeats", "2", "--warmup", "0", "--context", "24,40", "--json", str(out),
-                  "--no-log", cache=tmp / "cache")
+    res = run_cli(
+        "bench",
+        "--checkpoint",
+        "tiny",
+        "--random-weights",
+        "--torch",
+        "--prompt-len",
+        "8",
+        "--new-tokens",
+        "4",
+        "--repeats",
+        "2",
+        "--warmup",
+        "0",
+        "--context",
+        "24,40",
+        "--json",
+        str(out),
+        "--no-log",
+        cache=tmp / "cache",
+    )
     assert res.code == 0, res.stderr
     return out
 
 
 def eval_doc(names):
     """An eval document in the quality helper's fixed schema."""
-    return {"text": {"path": "corpus/sample.txt", "sha256": "0" * 64, "tokens": 2048},
-            "protocol": {"window": 256, "stride": 128},
-            "candidates": [{"name": n, "perplexity": 12.5 + i, "delta_ppl": float(i), "kl_mean": 0.01 * i,
-                            "kl_p99": 0.05 * i, "top1_agreement": 1.0 - 0.01 * i, "seconds": 3.0}
-                           for i, n in enumerate(names)]}
+    return {
+        "text": {"path": "corpus/sample.txt", "sha256": "0" * 64, "tokens": 2048},
+        "protocol": {"window": 256, "stride": 128},
+        "candidates": [
+            {
+                "name": n,
+                "perplexity": 12.5 + i,
+                "delta_ppl": float(i),
+                "kl_mean": 0.01 * i,
+                "kl_p99": 0.05 * i,
+                "top1_agreement": 1.0 - 0.01 * i,
+                "seconds": 3.0,
+            }
+            for i, n in enumerate(names)
+        ],
+    }
 
 
 def test_markdown_and_plots(tmp_path, bench_json):
@@ -44,9 +73,16 @@ def test_markdown_and_plots(tmp_path, bench_json):
     assert f"| torch:standard | {size_mb:.1f} | 12.500 |" in md  # eval joined with the bench size by name
     assert "No size for not_benchmarked" in md
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == sorted(["bench-tiny-random-seed-0-decode.png", "bench-tiny-random-seed-0-ttft.png",
-                           "bench-tiny-random-seed-0-size.png", "bench-tiny-random-seed-0-context.png",
-                           "eval-eval-ppl-vs-size.png", "eval-eval-kl-vs-size.png"])
+    assert pngs == sorted(
+        [
+            "bench-tiny-random-seed-0-decode.png",
+            "bench-tiny-random-seed-0-ttft.png",
+            "bench-tiny-random-seed-0-size.png",
+            "bench-tiny-random-seed-0-context.png",
+            "eval-eval-ppl-vs-size.png",
+            "eval-eval-kl-vs-size.png",
+        ]
+    )
     for name in pngs:
         data = (out / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5000
@@ -54,11 +90,14 @@ def test_markdown_and_plots(tmp_path, bench_json):
     assert not [p for p in out.iterdir() if ".tmp" in p.name]
 
 
-@pytest.mark.parametrize("content, fragment", [
-    ("not json", "not valid JSON"),
-    ('{"candidates": []}', "neither a bench document"),
-    ('{"text": {}, "protocol": {}, "candidates": [{"name": "x"}]}', "eval candidates lack"),
-])
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        ("not json", "not valid JSON"),
+        ('{"candidates": []}', "neither a bench document"),
+        ('{"text": {}, "protocol": {}, "candidates": [{"name": "x"}]}', "eval candidates lack"),
+    ],
+)
 def test_bad_input(tmp_path, content, fragment):
     f = tmp_path / "in.json"
     f.write_text(content)

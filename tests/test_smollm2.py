@@ -48,9 +48,8 @@ def test_materialised_tokenizer_is_plain_byte_level_bpe_with_transformers_ids():
     decodes exactly as transformers' own GGUF tokenizer does."""
     from transformers import AutoTokenizer
 
-    from tinyexport.models.checkpoint import find_smollm2_gguf
+    from tinyexport.models.checkpoint import find_smollm2_gguf, resolve_checkpoint
     from tinyexport.paths import cache_dir
-    from tinyexport.models.checkpoint import resolve_checkpoint
     from tinyexport.tokenizer import Tokenizer
 
     ckpt = resolve_checkpoint("smollm2-135m", cache=cache_dir())

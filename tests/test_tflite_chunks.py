@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -10,16 +12,19 @@ from tinyexport.runners.tflite_chunks import Chunk, padded_inputs, plan_chunks
 LENGTHS = (1, 4, 8)  # decode + prefill_4 + prefill_8
 
 
-@pytest.mark.parametrize("position, n, cache, expected", [
-    (0, 1, 32, [Chunk(1, 0, 1)]),  # one token: decode, not a padded prefill
-    (0, 3, 32, [Chunk(4, 0, 3)]),  # smallest signature that holds the prompt
-    (0, 4, 32, [Chunk(4, 0, 4)]),
-    (0, 5, 32, [Chunk(8, 0, 5)]),
-    (0, 21, 32, [Chunk(8, 0, 8), Chunk(8, 8, 8), Chunk(8, 16, 5)]),  # longer prompts: chunks of the largest
-    (26, 5, 32, [Chunk(4, 26, 4), Chunk(1, 30, 1)]),  # prefill_8 would write past slot 31
-    (28, 4, 32, [Chunk(4, 28, 4)]),  # exactly up to the end
-    (29, 3, 32, [Chunk(1, 29, 1), Chunk(1, 30, 1), Chunk(1, 31, 1)]),  # no prefill fits any more
-])
+@pytest.mark.parametrize(
+    "position, n, cache, expected",
+    [
+        (0, 1, 32, [Chunk(1, 0, 1)]),  # one token: decode, not a padded prefill
+        (0, 3, 32, [Chunk(4, 0, 3)]),  # smallest signature that holds the prompt
+        (0, 4, 32, [Chunk(4, 0, 4)]),
+        (0, 5, 32, [Chunk(8, 0, 5)]),
+        (0, 21, 32, [Chunk(8, 0, 8), Chunk(8, 8, 8), Chunk(8, 16, 5)]),  # longer prompts: chunks of the largest
+        (26, 5, 32, [Chunk(4, 26, 4), Chunk(1, 30, 1)]),  # prefill_8 would write past slot 31
+        (28, 4, 32, [Chunk(4, 28, 4)]),  # exactly up to the end
+        (29, 3, 32, [Chunk(1, 29, 1), Chunk(1, 30, 1), Chunk(1, 31, 1)]),  # no prefill fits any more
+    ],
+)
 def test_plan_chunks(position, n, cache, expected):
     assert plan_chunks(position, n, LENGTHS, cache) == expected
 
@@ -34,7 +39,7 @@ def test_plan_chunks_invariants_over_many_cases():
         chunks = plan_chunks(position, n, lengths, cache)
         assert sum(c.count for c in chunks) == n
         assert chunks[0].start == position
-        for a, b in zip(chunks, chunks[1:]):
+        for a, b in itertools.pairwise(chunks):
             assert b.start == a.start + a.count  # contiguous
             assert a.count == a.length  # only the last chunk is padded
         for c in chunks:

@@ -15,30 +15,52 @@ import pytest
 from .cli_helpers import assert_bad_input, run_cli
 
 
-@pytest.mark.parametrize("args, fragments", [
-    (["--quantize", "bogus"], ["bogus", "--quantize"]),
-    (["--prefill-seq-lens", ""], ["--prefill-seq-lens", "empty"]),
-    (["--prefill-seq-lens", " , "], ["--prefill-seq-lens", "empty"]),
-    (["--prefill-seq-lens", "8,x"], ["non-integer", "8,x"]),
-    (["--prefill-seq-lens", "8,0"], ["positive"]),
-    (["--prefill-seq-lens", "8,64", "--kv-cache-max-len", "32"], ["[64]", "exceed kv_cache_max_len 32"]),
-    (["--kv-cache-max-len", "0"], ["kv_cache_max_len"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--quantize", "bogus"], ["bogus", "--quantize"]),
+        (["--prefill-seq-lens", ""], ["--prefill-seq-lens", "empty"]),
+        (["--prefill-seq-lens", " , "], ["--prefill-seq-lens", "empty"]),
+        (["--prefill-seq-lens", "8,x"], ["non-integer", "8,x"]),
+        (["--prefill-seq-lens", "8,0"], ["positive"]),
+        (["--prefill-seq-lens", "8,64", "--kv-cache-max-len", "32"], ["[64]", "exceed kv_cache_max_len 32"]),
+        (["--kv-cache-max-len", "0"], ["kv_cache_max_len"]),
+    ],
+)
 def test_bad_export_options_exit_2(tmp_path, tiny_hf_dir, args, fragments):
     out = tmp_path / "out"
-    res = run_cli("convert", "--format", "tflite", "--checkpoint", str(tiny_hf_dir), "-o", str(out), *args,
-                  cache=tmp_path / "cache")
+    res = run_cli(
+        "convert",
+        "--format",
+        "tflite",
+        "--checkpoint",
+        str(tiny_hf_dir),
+        "-o",
+        str(out),
+        *args,
+        cache=tmp_path / "cache",
+    )
     assert_bad_input(res, *fragments)
     assert not out.exists()
 
 
 def test_recipe_the_format_cannot_build_exits_2(tmp_path, tiny_hf_dir):
-    from tinyexport.converters.recipes import RECIPES
+    from tinyexport.formats.recipes import RECIPES
 
     missing = [name for name, r in RECIPES.items() if "onnx" not in r.formats]
     assert missing, "every recipe is buildable as ONNX; pick another format/recipe pair for this test"
-    res = run_cli("convert", "--format", "onnx", "--quantize", missing[0], "--checkpoint", str(tiny_hf_dir),
-                  "-o", str(tmp_path / "out"), cache=tmp_path / "cache")
+    res = run_cli(
+        "convert",
+        "--format",
+        "onnx",
+        "--quantize",
+        missing[0],
+        "--checkpoint",
+        str(tiny_hf_dir),
+        "-o",
+        str(tmp_path / "out"),
+        cache=tmp_path / "cache",
+    )
     assert_bad_input(res, missing[0], "not available for onnx")
 
 
@@ -46,17 +68,50 @@ def test_existing_output_needs_force(tmp_path, tiny_hf_dir):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    res = run_cli("convert", "--format", "tflite", "--checkpoint", str(tiny_hf_dir), "--kv-cache-max-len", "16",
-                  "--prefill-seq-lens", "4", "-o", str(out), cache=tmp_path / "cache")
+    res = run_cli(
+        "convert",
+        "--format",
+        "tflite",
+        "--checkpoint",
+        str(tiny_hf_dir),
+        "--kv-cache-max-len",
+        "16",
+        "--prefill-seq-lens",
+        "4",
+        "-o",
+        str(out),
+        cache=tmp_path / "cache",
+    )
     assert_bad_input(res, "already exists", "--force")
     assert (out / "keep.txt").read_text() == "mine"
 
 
 def _start_conversion(tiny_hf_dir: Path, out: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1", TINYEXPORT_CACHE=str(out.parent / "cache"))
-    return subprocess.Popen([sys.executable, "-m", "tinyexport", "convert", "--format", "tflite", "--quantize",
-                             "--checkpoint", str(tiny_hf_dir), "--prefill-seq-lens", "4", "--kv-cache-max-len", "16",
-                             "-o", str(out), "--verbose"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tinyexport",
+            "convert",
+            "--format",
+            "tflite",
+            "--quantize",
+            "--checkpoint",
+            str(tiny_hf_dir),
+            "--prefill-seq-lens",
+            "4",
+            "--kv-cache-max-len",
+            "16",
+            "-o",
+            str(out),
+            "--verbose",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
 
 
 def _wait_until_converting(proc: subprocess.Popen, timeout: float = 300) -> None:
@@ -92,12 +147,28 @@ def test_conversion_killed_midway_leaves_no_artefact(tmp_path, tiny_hf_dir, sig,
 
 def test_conversion_output_is_two_lines_and_verbose_shows_the_converter(tmp_path, tiny_hf_dir):
     """By default the converters' progress, warnings and native logs are held back; --verbose shows them."""
-    args = ("convert", "--format", "tflite", "--quantize", "--checkpoint", str(tiny_hf_dir),
-            "--prefill-seq-lens", "4", "--kv-cache-max-len", "16")
+    args = (
+        "convert",
+        "--format",
+        "tflite",
+        "--quantize",
+        "--checkpoint",
+        str(tiny_hf_dir),
+        "--prefill-seq-lens",
+        "4",
+        "--kv-cache-max-len",
+        "16",
+    )
     quiet = run_cli(*args, "-o", str(tmp_path / "quiet"), cache=tmp_path / "cache")
     assert quiet.code == 0, quiet.stderr[-2000:]
     assert [line.split()[0] for line in quiet.stdout.splitlines()] == ["converting", "wrote"]
     assert quiet.stderr.strip() == ""
-    loud = run_cli(*args, "--verbose", "-o", str(tmp_path / "loud"), cache=tmp_path / "cache",
-                   env={"LITERT_TORCH_SHOW_PROGRESS": "y"})
+    loud = run_cli(
+        *args,
+        "--verbose",
+        "-o",
+        str(tmp_path / "loud"),
+        cache=tmp_path / "cache",
+        env={"LITERT_TORCH_SHOW_PROGRESS": "y"},
+    )
     assert loud.code == 0 and "Torch Export" in loud.stdout

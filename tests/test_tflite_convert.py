@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tinyexport.converters.export_config import ExportConfig
-from tinyexport.converters.recipes import RECIPES, recipes_for, tolerance_for
+from tinyexport.formats.recipes import RECIPES, recipes_for, tolerance_for
 from tinyexport.models.config import TINY
 
 from .conftest import save_hf_checkpoint
@@ -50,8 +50,14 @@ def art_all(tiny_ckpt, tmp_path_factory):
 @pytest.fixture(scope="module")
 def art_last(tiny_ckpt, tmp_path_factory):
     """fp32, flash attention (block 4), prefill_4 + prefill_8 returning the last position's logits."""
-    return _convert(tiny_ckpt, tmp_path_factory.mktemp("art") / "last", prefill_seq_lens=(4, 8),
-                    prefill_logits="last", attention="flash", flash_block_size=4)
+    return _convert(
+        tiny_ckpt,
+        tmp_path_factory.mktemp("art") / "last",
+        prefill_seq_lens=(4, 8),
+        prefill_logits="last",
+        attention="flash",
+        flash_block_size=4,
+    )
 
 
 def _runner(path):
@@ -114,13 +120,15 @@ def test_last_logits_padding_and_end_of_cache(art_last, hf_logits):
     tol = tolerance_for("tflite", "fp32").max_abs
     runner = _runner(art_last)
     assert runner.logits_positions == "last"
-    calls = [(0, 5, [Chunk(8, 0, 5)]),  # padded prefill_8
-             (5, 6, [Chunk(8, 5, 6)]),  # padded prefill_8 ending at slot 12
-             (11, 3, [Chunk(4, 11, 3)]),  # prefill_8 would reach slot 18: padded prefill_4
-             (14, 2, [Chunk(1, 14, 1), Chunk(1, 15, 1)])]  # only decode fits
+    calls = [
+        (0, 5, [Chunk(8, 0, 5)]),  # padded prefill_8
+        (5, 6, [Chunk(8, 5, 6)]),  # padded prefill_8 ending at slot 12
+        (11, 3, [Chunk(4, 11, 3)]),  # prefill_8 would reach slot 18: padded prefill_4
+        (14, 2, [Chunk(1, 14, 1), Chunk(1, 15, 1)]),
+    ]  # only decode fits
     for start, count, plan in calls:
         assert plan_chunks(start, count, (1, 4, 8), S) == plan
-        out = runner.prefill(PROMPT[start:start + count])
+        out = runner.prefill(PROMPT[start : start + count])
         assert out.shape == (1, TINY.vocab_size)
         np.testing.assert_allclose(out[0], hf_logits[start + count - 1], atol=tol, rtol=0)
     assert runner.position == S
@@ -166,10 +174,13 @@ def test_every_tflite_recipe_has_a_quantizer_entry():
         generative_recipe("fp32")
 
 
-@pytest.mark.parametrize("damage, fragment", [
-    ("tamper", "does not match the sha256"),
-    ("remove", "is missing model.tflite"),
-])
+@pytest.mark.parametrize(
+    "damage, fragment",
+    [
+        ("tamper", "does not match the sha256"),
+        ("remove", "is missing model.tflite"),
+    ],
+)
 def test_verify_refuses_a_damaged_artefact(art_all, tmp_path, damage, fragment):
     import shutil
 
@@ -190,8 +201,11 @@ def test_verify_refuses_a_damaged_artefact(art_all, tmp_path, damage, fragment):
 def test_verify_refuses_a_prompt_beyond_the_cache(art_all):
     from .cli_helpers import assert_bad_input, run_cli
 
-    assert_bad_input(run_cli("verify", str(art_all), "--prompt-tokens", "12", "--max-new-tokens", "8"),
-                     "exceeds the KV cache", f"({S})")
+    assert_bad_input(
+        run_cli("verify", str(art_all), "--prompt-tokens", "12", "--max-new-tokens", "8"),
+        "exceeds the KV cache",
+        f"({S})",
+    )
 
 
 def test_runner_refuses_a_file_litert_cannot_load(tmp_path):

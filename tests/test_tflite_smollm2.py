@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tinyexport.converters.recipes import BARE_QUANTIZE, RECIPES
+from tinyexport.formats.recipes import BARE_QUANTIZE, RECIPES
 
 from .cli_helpers import run_cli
 
@@ -18,8 +18,18 @@ def test_smollm2_int8_convert_then_verify(tmp_path):
     art = tmp_path / "smollm2_q8"
     # one short prefill signature keeps the conversion quick; the default prompt (17 tokens) then
     # runs as one padded prefill_32 chunk with last-position logits
-    res = run_cli("convert", "--format", "tflite", "--quantize", "--prefill-seq-lens", "32",
-                  "--kv-cache-max-len", "128", "-o", str(art))
+    res = run_cli(
+        "convert",
+        "--format",
+        "tflite",
+        "--quantize",
+        "--prefill-seq-lens",
+        "32",
+        "--kv-cache-max-len",
+        "128",
+        "-o",
+        str(art),
+    )
     assert res.code == 0, res.stdout[-3000:] + res.stderr[-3000:]
     manifest = json.loads((art / "manifest.json").read_text())
     assert manifest["recipe"] == BARE_QUANTIZE == "dynamic_int8"

@@ -95,13 +95,16 @@ def test_random_preset_is_deterministic(tmp_path):
     assert state["layers.0.attn.wq.weight"].std().item() == pytest.approx(0.02, rel=0.1)
 
 
-@pytest.mark.parametrize("hf, match", [
-    ({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}, "model_type is 'gpt2'"),
-    ({"model_type": "llama", "attention_bias": True}, "attention_bias"),
-    ({"model_type": "llama", "rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, "rope_scaling"),
-    ({"model_type": "llama", "hidden_act": "gelu"}, "hidden_act"),
-    ({"model_type": "llama"}, "lacks required field"),
-])
+@pytest.mark.parametrize(
+    "hf, match",
+    [
+        ({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}, "model_type is 'gpt2'"),
+        ({"model_type": "llama", "attention_bias": True}, "attention_bias"),
+        ({"model_type": "llama", "rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, "rope_scaling"),
+        ({"model_type": "llama", "hidden_act": "gelu"}, "hidden_act"),
+        ({"model_type": "llama"}, "lacks required field"),
+    ],
+)
 def test_unsupported_configs_say_why(hf, match):
     with pytest.raises(UnsupportedModelError, match=match):
         config_from_hf_dict(hf)
@@ -115,14 +118,17 @@ def test_wrong_shape_names_tensor_and_shapes(tmp_path, tiny_hf_dir):
     cfg = json.loads((bad / "config.json").read_text())
     cfg["intermediate_size"] = 96
     (bad / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(WeightsError, match=r"layers\.0\.mlp\.w_gate\.weight \(model\.layers\.0\.mlp\.gate_proj\.weight\) has shape \[128, 64\] but the config needs \[96, 64\]"):
+    with pytest.raises(
+        WeightsError,
+        match=r"layers\.0\.mlp\.w_gate\.weight \(model\.layers\.0\.mlp\.gate_proj\.weight\) has shape \[128, 64\] but the config needs \[96, 64\]",
+    ):
         load_hf_weights(read_hf_config(bad), bad)
 
 
 def test_checkpoint_resolution_refusals(tmp_path):
     with pytest.raises(CheckpointError, match="neither a preset"):
         resolve_checkpoint(str(tmp_path / "nope"), cache=tmp_path)
-    with pytest.raises(CheckpointError, match="no config.json"):
+    with pytest.raises(CheckpointError, match=r"no config\.json"):
         resolve_checkpoint(str(tmp_path), cache=tmp_path)
     with pytest.raises(CheckpointError, match="--random-weights"):
         resolve_checkpoint("tinyllama-1.1b", cache=tmp_path)

@@ -8,22 +8,35 @@ Runners load through ``load_artefact``, which refuses missing or tampered files.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from tinyexport.errors import UserError
+from tinyexport.hashing import sha256_file
 from tinyexport.models.config import ModelConfig
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
-_VERSIONED_PACKAGES = ("tinyexport", "torch", "transformers", "litert-torch", "ai-edge-litert", "ai-edge-quantizer",
-                       "onnx", "onnxscript", "onnxruntime", "optimum-onnx", "numpy", "tokenizers")
+_VERSIONED_PACKAGES = (
+    "tinyexport",
+    "torch",
+    "transformers",
+    "litert-torch",
+    "ai-edge-litert",
+    "ai-edge-quantizer",
+    "onnx",
+    "onnxscript",
+    "onnxruntime",
+    "optimum-onnx",
+    "numpy",
+    "tokenizers",
+)
 
 
 class ArtefactError(UserError, ValueError):
@@ -66,14 +79,6 @@ class Artefact:
     def size_bytes(self) -> int:
         """Bytes on disk of the model files (tokenizer and manifest excluded)."""
         return sum(int(f["bytes"]) for n, f in self.manifest["files"].items() if n not in TOKENIZER_FILES)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tool_versions() -> dict[str, str]:
@@ -126,7 +131,9 @@ def load_artefact(path: Path | str, *, check_hashes: bool = True) -> Artefact:
     """Open an artefact dir; every file listed in the manifest must exist with its recorded sha256."""
     path = Path(path)
     if not path.is_dir():
-        raise ArtefactError(f"artefact {path} does not exist or is not a directory; pass a directory made by `tinyexport convert`")
+        raise ArtefactError(
+            f"artefact {path} does not exist or is not a directory; pass a directory made by `tinyexport convert`"
+        )
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise ArtefactError(f"{path} has no {MANIFEST}; it was not made by `tinyexport convert` (or is incomplete)")
@@ -135,11 +142,15 @@ def load_artefact(path: Path | str, *, check_hashes: bool = True) -> Artefact:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ArtefactError(f"{manifest_path} is not valid JSON ({err}); re-run `tinyexport convert`") from None
     if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA_VERSION or "files" not in manifest:
-        raise ArtefactError(f"{manifest_path} is not a tinyexport manifest (schema {SCHEMA_VERSION}); re-run `tinyexport convert`")
+        raise ArtefactError(
+            f"{manifest_path} is not a tinyexport manifest (schema {SCHEMA_VERSION}); re-run `tinyexport convert`"
+        )
     for rel, info in manifest["files"].items():
         file = path / rel
         if not file.is_file():
             raise ArtefactError(f"artefact {path} is missing {rel}; re-run `tinyexport convert` to rebuild it")
         if file.stat().st_size != int(info["bytes"]) or (check_hashes and sha256_file(file) != info["sha256"]):
-            raise ArtefactError(f"{file} does not match the sha256 in {MANIFEST} (modified or corrupt); re-run `tinyexport convert`")
+            raise ArtefactError(
+                f"{file} does not match the sha256 in {MANIFEST} (modified or corrupt); re-run `tinyexport convert`"
+            )
     return Artefact(path, manifest)

@@ -65,8 +65,9 @@ def open_candidate(spec: CandidateSpec, checkpoint: Any = None, *, max_len: int 
     if spec.kind == "torch":
         from tinyexport.runners.torch_runner import TorchRunner
 
-        return TorchRunner.from_checkpoint(checkpoint, attention=spec.attention, max_len=max_len,
-                                           flash_block_size=spec.flash_block_size)
+        return TorchRunner.from_checkpoint(
+            checkpoint, attention=spec.attention, max_len=max_len, flash_block_size=spec.flash_block_size
+        )
     raise UserError(f"unknown candidate kind {spec.kind!r}")
 
 
@@ -77,7 +78,7 @@ def checkpoint_for_artefacts(artefact_dirs: list[Path], override: str | None, ra
     the manifest must still have the fingerprint recorded at conversion.
     """
     from tinyexport.artefact import load_artefact
-    from tinyexport.commands.common import open_checkpoint
+    from tinyexport.resolve import open_checkpoint
 
     sources = {}
     for d in artefact_dirs:
@@ -86,7 +87,9 @@ def checkpoint_for_artefacts(artefact_dirs: list[Path], override: str | None, ra
         sources[d] = src
     fingerprints = {s.get("fingerprint") for s in sources.values()}
     if len(fingerprints) > 1:
-        raise UserError("the artefacts come from different checkpoints (source fingerprints differ); verify one checkpoint's artefacts at a time")
+        raise UserError(
+            "the artefacts come from different checkpoints (source fingerprints differ); verify one checkpoint's artefacts at a time"
+        )
     if override is not None:
         return open_checkpoint(override, random_weights, seed)
     src = next(iter(sources.values()))
@@ -96,6 +99,8 @@ def checkpoint_for_artefacts(artefact_dirs: list[Path], override: str | None, ra
     ckpt = open_checkpoint(ref.spec, ref.random_weights, ref.seed)
     recorded = src.get("fingerprint")
     if recorded and ckpt.fingerprint() != recorded:
-        raise UserError(f"checkpoint {ref.spec!r} changed since {artefact_dirs[0].name} was converted "
-                        "(fingerprint differs); pass --checkpoint to compare against it anyway")
+        raise UserError(
+            f"checkpoint {ref.spec!r} changed since {artefact_dirs[0].name} was converted "
+            "(fingerprint differs); pass --checkpoint to compare against it anyway"
+        )
     return ckpt

@@ -30,10 +30,20 @@ COMMANDS: dict[str, str] = {
 
 # optional top-level modules -> the install extra that provides them
 OPTIONAL_MODULES: dict[str, str] = {
-    "torch": "export", "transformers": "export", "safetensors": "export", "gguf": "export",
-    "accelerate": "export", "litert_torch": "export", "ai_edge_quantizer": "export", "onnx": "export",
-    "onnxscript": "export", "optimum": "export", "matplotlib": "export",
-    "ai_edge_litert": "runtime", "onnxruntime": "runtime", "onnxruntime_genai": "test",
+    "torch": "export",
+    "transformers": "export",
+    "safetensors": "export",
+    "gguf": "export",
+    "accelerate": "export",
+    "litert_torch": "export",
+    "ai_edge_quantizer": "export",
+    "onnx": "export",
+    "onnxscript": "export",
+    "optimum": "export",
+    "matplotlib": "export",
+    "ai_edge_litert": "runtime",
+    "onnxruntime": "runtime",
+    "onnxruntime_genai": "test",
 }
 
 
@@ -56,8 +66,14 @@ class TinyexportGroup(click.Group):
         module, _, attr = target.partition(":")
         return getattr(importlib.import_module(module), attr)
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         try:
             result = super().main(args, prog_name or "tinyexport", complete_var, standalone_mode=False, **extra)
         except click.UsageError as err:
@@ -71,8 +87,10 @@ class TinyexportGroup(click.Group):
             top = (err.name or "").split(".")[0]
             if top not in OPTIONAL_MODULES:
                 raise
-            fail(f"this needs the '{top}' package, which is not installed; "
-                 f"install it with: pip install 'tinyexport[{OPTIONAL_MODULES[top]}]'")
+            fail(
+                f"this needs the '{top}' package, which is not installed; "
+                f"install it with: pip install 'tinyexport[{OPTIONAL_MODULES[top]}]'"
+            )
         except UserError as err:
             fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
         except CheckError as err:

@@ -8,8 +8,13 @@ import sys
 
 from rich.console import Console
 
-_NOISY_LOGGERS = ("torchao", "torch.utils._pytree", "transformers.tokenization_utils_base",
-                  "transformers.models.llama.tokenization_llama_fast", "absl")
+_NOISY_LOGGERS = (
+    "torchao",
+    "torch.utils._pytree",
+    "transformers.tokenization_utils_base",
+    "transformers.models.llama.tokenization_llama_fast",
+    "absl",
+)
 
 
 def make_console(stderr: bool = False) -> Console:

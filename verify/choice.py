@@ -28,9 +28,10 @@ import csv
 import io
 import time
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -75,8 +76,9 @@ def question_files(location: Path) -> list[Path]:
     tests = sorted(location.glob("*_test.csv"))
     files = tests or sorted(location.glob("*.csv"))
     if not files:
-        raise ChoiceFormatError(f"{location} holds no *.csv files; pass a directory of MMLU-format CSVs "
-                                "(question,A,B,C,D,answer)")
+        raise ChoiceFormatError(
+            f"{location} holds no *.csv files; pass a directory of MMLU-format CSVs (question,A,B,C,D,answer)"
+        )
     return files
 
 
@@ -104,8 +106,9 @@ def read_questions(path: Path, limit: int | None = None) -> list[Question]:
                 raise ChoiceFormatError(f"{path}:{start}: answer must be one of A, B, C, D, got {answer!r}")
             if not row[0].strip():
                 raise ChoiceFormatError(f"{path}:{start}: the question is empty")
-            questions.append(Question(subject, path.name, start, row[0], (row[1], row[2], row[3], row[4]),
-                                      LETTERS.index(answer)))
+            questions.append(
+                Question(subject, path.name, start, row[0], (row[1], row[2], row[3], row[4]), LETTERS.index(answer))
+            )
             if limit is not None and len(questions) >= limit:
                 break
     except csv.Error as err:
@@ -125,8 +128,8 @@ def _header(subject: str) -> str:
 
 
 def letter_prompt(q: Question) -> tuple[str, list[str]]:
-    body = q.question.strip() + "\n" + "".join(f"{l}. {o}\n" for l, o in zip(LETTERS, q.options)) + "Answer:"
-    return _header(q.subject) + body, [f" {l}" for l in LETTERS]
+    body = q.question.strip() + "\n" + "".join(f"{letter}. {o}\n" for letter, o in zip(LETTERS, q.options)) + "Answer:"
+    return _header(q.subject) + body, [f" {letter}" for letter in LETTERS]
 
 
 def text_prompt(q: Question) -> tuple[str, list[str]]:
@@ -141,7 +144,8 @@ class Scoring:
 
 
 SCORINGS: dict[str, Scoring] = {
-    s.name: s for s in (
+    s.name: s
+    for s in (
         Scoring("letter", "log p(' A'..' D') after the question with its options listed (MMLU)", letter_prompt),
         Scoring("text", "summed log p of each option's text after the question", text_prompt),
     )
@@ -166,7 +170,7 @@ def encode_question(q: Question, scoring: Scoring, tokenizer: Any) -> EncodedQue
     conts = []
     for letter, cont in zip(LETTERS, continuations):
         whole = tokenizer.encode(context + cont)
-        ids = whole[ctx.size:]
+        ids = whole[ctx.size :]
         if ids.size == 0 or ctx.size == 0:
             raise ChoiceFormatError(f"{q.file}:{q.line}: option {letter} encodes to no tokens after the prompt")
         conts.append(ids)
@@ -219,15 +223,30 @@ class ChoiceResult:
         return self.correct / self.total if self.total else float("nan")
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "format": self.format, "recipe": self.recipe, "accuracy": self.accuracy,
-                "correct": self.correct, "total": self.total, "seconds": round(self.seconds, 3),
-                "subjects": {k: {"accuracy": v.accuracy, "correct": v.correct, "total": v.total}
-                             for k, v in self.subjects.items()},
-                "predictions": [LETTERS[p] for p in self.predictions]}
+        return {
+            "name": self.name,
+            "format": self.format,
+            "recipe": self.recipe,
+            "accuracy": self.accuracy,
+            "correct": self.correct,
+            "total": self.total,
+            "seconds": round(self.seconds, 3),
+            "subjects": {
+                k: {"accuracy": v.accuracy, "correct": v.correct, "total": v.total} for k, v in self.subjects.items()
+            },
+            "predictions": [LETTERS[p] for p in self.predictions],
+        }
 
 
-def evaluate_choice(runner: Runner, items: Sequence[EncodedQuestion], *, name: str, fmt: str, recipe: str,
-                    progress: Callable[[int], None] | None = None) -> ChoiceResult:
+def evaluate_choice(
+    runner: Runner,
+    items: Sequence[EncodedQuestion],
+    *,
+    name: str,
+    fmt: str,
+    recipe: str,
+    progress: Callable[[int], None] | None = None,
+) -> ChoiceResult:
     start = time.perf_counter()
     correct: dict[str, int] = defaultdict(int)
     total: dict[str, int] = defaultdict(int)

@@ -14,9 +14,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from tinyexport.formats.recipes import Tolerance
 from tinyexport.runners.base import Runner, greedy_generate
-
-from .tolerances import Tolerance
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,9 @@ class ParityReport:
         return asdict(self)
 
 
-def compare(reference: ReferenceTrace, candidate: Runner, tolerance: Tolerance, *, fmt: str, recipe: str) -> ParityReport:
+def compare(
+    reference: ReferenceTrace, candidate: Runner, tolerance: Tolerance, *, fmt: str, recipe: str
+) -> ParityReport:
     """Run ``candidate`` teacher-forced on ``reference``'s tokens and measure it against the tolerance."""
     candidate.reset()
     prefill_logits = candidate.prefill(reference.prompt)
@@ -102,17 +103,32 @@ def compare(reference: ReferenceTrace, candidate: Runner, tolerance: Tolerance, 
     mismatch = [i for i, (a, b) in enumerate(zip(choices, reference.tokens)) if a != b]
     first_div = mismatch[0] if mismatch else None
     match = len(reference.tokens) if first_div is None else first_div
-    own_tokens = list(reference.tokens) if first_div is None else greedy_generate(
-        candidate, reference.prompt, len(reference.tokens)).tokens
+    own_tokens = (
+        list(reference.tokens)
+        if first_div is None
+        else greedy_generate(candidate, reference.prompt, len(reference.tokens)).tokens
+    )
     total = len(reference.tokens)
     greedy_fraction = match / total if total else 1.0
 
     max_abs = float(diff.max())
     failures = tolerance.violations(max_abs, top1, float(kl.mean()), greedy_fraction)
     return ParityReport(
-        name=candidate.name, format=fmt, recipe=recipe, max_abs=max_abs, mean_abs=float(diff.mean()),
+        name=candidate.name,
+        format=fmt,
+        recipe=recipe,
+        max_abs=max_abs,
+        mean_abs=float(diff.mean()),
         prefill_max_abs=float(diff[:rows].max()),
         decode_max_abs=float(diff[rows:].max()) if diff.shape[0] > rows else 0.0,
-        top1_agreement=top1, kl=float(kl.mean()), kl_max=float(kl.max()), positions=int(diff.shape[0]),
-        greedy_match=match, greedy_total=total, first_divergence=first_div, candidate_tokens=own_tokens,
-        passed=not failures, failures=failures)
+        top1_agreement=top1,
+        kl=float(kl.mean()),
+        kl_max=float(kl.max()),
+        positions=int(diff.shape[0]),
+        greedy_match=match,
+        greedy_total=total,
+        first_divergence=first_div,
+        candidate_tokens=own_tokens,
+        passed=not failures,
+        failures=failures,
+    )

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -39,8 +40,15 @@ def logits_path(runner: Runner) -> str:
     return "prefill" if runner.logits_positions == "all" else "decode"
 
 
-def score_text(runner: Runner, ids: np.ndarray, protocol: SlidingWindow, *, reference: ReferenceStore | None = None,
-               writer: ReferenceWriter | None = None, progress: Progress | None = None) -> TokenScores:
+def score_text(
+    runner: Runner,
+    ids: np.ndarray,
+    protocol: SlidingWindow,
+    *,
+    reference: ReferenceStore | None = None,
+    writer: ReferenceWriter | None = None,
+    progress: Progress | None = None,
+) -> TokenScores:
     """Score every window of ``ids``; compare with ``reference`` or fill ``writer`` (not both)."""
     if reference is not None and writer is not None:
         raise ValueError("score against a reference or write one, not both")
@@ -54,20 +62,21 @@ def score_text(runner: Runner, ids: np.ndarray, protocol: SlidingWindow, *, refe
     start_time = time.perf_counter()
     offset = 0
     for span in spans:
-        targets = ids[span.first_target:span.end]
-        logits = continuation_logits(runner, ids[span.begin:span.first_target], targets)
+        targets = ids[span.first_target : span.end]
+        logits = continuation_logits(runner, ids[span.begin : span.first_target], targets)
         if writer is not None:
-            nll[offset:offset + len(targets)] = writer.write(logits, targets)
+            nll[offset : offset + len(targets)] = writer.write(logits, targets)
         else:
             for start in range(0, len(targets), ROW_CHUNK):
                 stop = min(start + ROW_CHUNK, len(targets))
                 lq = log_softmax64(logits[start:stop])
-                nll[offset + start:offset + stop] = -lq[np.arange(stop - start), targets[start:stop]]
+                nll[offset + start : offset + stop] = -lq[np.arange(stop - start), targets[start:stop]]
                 if reference is not None:
                     lp = reference.reference_logprobs(offset + start, offset + stop)
-                    kl[offset + start:offset + stop] = np.maximum((np.exp(lp) * (lp - lq)).sum(axis=-1), 0.0)
-                    top1[offset + start:offset + stop] = (
-                        np.argmax(logits[start:stop], axis=-1) == reference.top1[offset + start:offset + stop])
+                    kl[offset + start : offset + stop] = np.maximum((np.exp(lp) * (lp - lq)).sum(axis=-1), 0.0)
+                    top1[offset + start : offset + stop] = (
+                        np.argmax(logits[start:stop], axis=-1) == reference.top1[offset + start : offset + stop]
+                    )
         offset += len(targets)
         if progress is not None:
             progress(len(targets))
@@ -98,28 +107,59 @@ class QualityRow:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "perplexity": self.perplexity, "delta_ppl": self.delta_ppl, "kl_mean": self.kl_mean,
-            "kl_p99": self.kl_p99, "top1_agreement": self.top1_agreement, "seconds": round(self.seconds, 3),
-            "format": self.format, "recipe": self.recipe, "scored_tokens": self.scored_tokens,
-            "nll_mean": math.log(self.perplexity), "load_seconds": round(self.load_seconds, 3),
-            "tokens_per_second": self.tokens_per_second, "logits_path": self.logits_path, "cached": self.cached,
+            "name": self.name,
+            "perplexity": self.perplexity,
+            "delta_ppl": self.delta_ppl,
+            "kl_mean": self.kl_mean,
+            "kl_p99": self.kl_p99,
+            "top1_agreement": self.top1_agreement,
+            "seconds": round(self.seconds, 3),
+            "format": self.format,
+            "recipe": self.recipe,
+            "scored_tokens": self.scored_tokens,
+            "nll_mean": math.log(self.perplexity),
+            "load_seconds": round(self.load_seconds, 3),
+            "tokens_per_second": self.tokens_per_second,
+            "logits_path": self.logits_path,
+            "cached": self.cached,
         }
 
 
-def summarize(name: str, scores: TokenScores, *, fmt: str, recipe: str, reference_ppl: float | None,
-              load_seconds: float, path: str, cached: bool = False) -> QualityRow:
+def summarize(
+    name: str,
+    scores: TokenScores,
+    *,
+    fmt: str,
+    recipe: str,
+    reference_ppl: float | None,
+    load_seconds: float,
+    path: str,
+    cached: bool = False,
+) -> QualityRow:
     ppl = float(np.exp(scores.nll.mean()))
     kl = scores.kl
     return QualityRow(
-        name=name, format=fmt, recipe=recipe, scored_tokens=int(scores.nll.size), perplexity=ppl,
+        name=name,
+        format=fmt,
+        recipe=recipe,
+        scored_tokens=int(scores.nll.size),
+        perplexity=ppl,
         delta_ppl=None if reference_ppl is None else ppl - reference_ppl,
         kl_mean=None if kl is None else float(kl.mean()),
         kl_p99=None if kl is None else float(np.percentile(kl, 99)),
         top1_agreement=None if scores.top1 is None else float(scores.top1.mean()),
-        seconds=scores.seconds, load_seconds=load_seconds, logits_path=path, cached=cached)
+        seconds=scores.seconds,
+        load_seconds=load_seconds,
+        logits_path=path,
+        cached=cached,
+    )
 
 
 def reference_scores(store: ReferenceStore) -> TokenScores:
     """The reference compared with its own stored form: KL = the store's resolution, top-1 = 1."""
-    return TokenScores(np.asarray(store.nll), np.asarray(store.resolution), np.ones(store.nll.shape[0], dtype=bool),
-                       float(store.meta.get("seconds", 0.0)))
+    return TokenScores(
+        np.asarray(store.nll),
+        np.asarray(store.resolution),
+        np.ones(store.nll.shape[0], dtype=bool),
+        float(store.meta.get("seconds", 0.0)),
+    )

@@ -23,9 +23,10 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ from .scoring import ROW_CHUNK, log_softmax64
 
 STORE_VERSION = 1
 STORE_DIR = "eval-reference"
-FIXED16_STEP = 2.0 ** -11  # nats per unit
+FIXED16_STEP = 2.0**-11  # nats per unit
 FIXED16_MAX = 65535
 ABANDONED_AFTER_S = 24 * 3600  # a temp store untouched this long was left by a killed run
 
@@ -59,7 +60,8 @@ class Precision:
 
 
 PRECISIONS: dict[str, Precision] = {
-    p.name: p for p in (
+    p.name: p
+    for p in (
         Precision("fixed16", "uint16", "-log p in 16-bit fixed point (2^-11 nat steps, clamped at 32 nats)"),
         Precision("float32", "float32", "float32 log-probs (exact)"),
     )
@@ -104,7 +106,7 @@ class ReferenceStore:
     resolution: np.ndarray  # (rows,) float64: KL(stored ‖ float32 reference)
 
     @classmethod
-    def open(cls, key: ReferenceKey, cache: Path) -> "ReferenceStore | None":
+    def open(cls, key: ReferenceKey, cache: Path) -> ReferenceStore | None:
         """The store for ``key`` if a complete one exists, else None."""
         directory = key.directory(cache)
         meta_path = directory / "meta.json"
@@ -123,10 +125,21 @@ class ReferenceStore:
             shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
             offset = handle.tell()
         if fortran or dtype != np.dtype(precision.dtype) or len(shape) != 2:
-            raise ReferenceStoreError(f"{directory}/logprobs.npy is not a {precision.dtype} (rows, vocab) array; "
-                                      "delete that directory to rebuild it")
-        return cls(directory, meta, precision, int(shape[0]), int(shape[1]), offset, load("top1"), load("nll"),
-                   load("resolution"))
+            raise ReferenceStoreError(
+                f"{directory}/logprobs.npy is not a {precision.dtype} (rows, vocab) array; "
+                "delete that directory to rebuild it"
+            )
+        return cls(
+            directory,
+            meta,
+            precision,
+            int(shape[0]),
+            int(shape[1]),
+            offset,
+            load("top1"),
+            load("nll"),
+            load("resolution"),
+        )
 
     def reference_logprobs(self, start: int, stop: int) -> np.ndarray:
         """Renormalised float64 log-probs of rows [start, stop)."""
@@ -145,9 +158,15 @@ class ReferenceWriter:
     def __init__(self, tmp: Path, key: ReferenceKey, rows: int, vocab: int) -> None:
         self.tmp, self.key, self.rows, self.vocab = tmp, key, rows, vocab
         self.precision = PRECISIONS[key.precision]
-        self._file = open(tmp / "logprobs.npy", "wb")  # rows are appended in order, no memory map
-        np.lib.format.write_array_header_1_0(self._file, {"descr": np.lib.format.dtype_to_descr(
-            np.dtype(self.precision.dtype)), "fortran_order": False, "shape": (rows, vocab)})
+        self._file = open(tmp / "logprobs.npy", "wb")  # noqa: SIM115 (closed by close/finish)  rows are appended in order, no memory map
+        np.lib.format.write_array_header_1_0(
+            self._file,
+            {
+                "descr": np.lib.format.dtype_to_descr(np.dtype(self.precision.dtype)),
+                "fortran_order": False,
+                "shape": (rows, vocab),
+            },
+        )
         self.top1 = np.zeros(rows, dtype=np.int32)
         self.nll = np.zeros(rows, dtype=np.float64)
         self.resolution = np.zeros(rows, dtype=np.float64)
@@ -170,7 +189,7 @@ class ReferenceWriter:
             self.top1[rows] = np.argmax(logits[start:stop], axis=-1)
             self.nll[rows] = -exact[np.arange(stop - start), targets[start:stop]]
         self.filled += n
-        return self.nll[self.filled - n:self.filled]
+        return self.nll[self.filled - n : self.filled]
 
     def close(self) -> None:
         if not self._file.closed:
@@ -183,9 +202,20 @@ class ReferenceWriter:
         self.close()
         for name in ("top1", "nll", "resolution"):
             np.save(self.tmp / f"{name}.npy", getattr(self, name), allow_pickle=False)
-        (self.tmp / "meta.json").write_text(json.dumps({
-            "version": STORE_VERSION, "key": asdict(self.key), "rows": self.rows, "vocab": self.vocab,
-            "precision": self.precision.description, **meta}, indent=2) + "\n")
+        (self.tmp / "meta.json").write_text(
+            json.dumps(
+                {
+                    "version": STORE_VERSION,
+                    "key": asdict(self.key),
+                    "rows": self.rows,
+                    "vocab": self.vocab,
+                    "precision": self.precision.description,
+                    **meta,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         self.finished = True
 
 
@@ -212,7 +242,8 @@ def reference_writer(key: ReferenceKey, cache: Path, rows: int, vocab: int) -> I
     if need > 0.95 * free:
         raise ReferenceStoreError(
             f"the reference store needs {need / 1e9:.1f} GB in {target.parent} but only {free / 1e9:.1f} GB "
-            "are free; pass --max-tokens to evaluate fewer tokens or free space")
+            "are free; pass --max-tokens to evaluate fewer tokens or free space"
+        )
     try:
         with atomic_directory(target) as tmp:
             writer = ReferenceWriter(tmp, key, rows, vocab)

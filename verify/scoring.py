@@ -26,7 +26,7 @@ def continuation_logits(runner: Runner, context: np.ndarray, continuation: np.nd
     runner.reset()
     if runner.logits_positions == "all":
         logits = runner.prefill(np.concatenate([context, continuation[:-1]]))
-        return logits[context.size - 1:]
+        return logits[context.size - 1 :]
     rows = [runner.prefill(context)[-1]]
     for token in continuation[:-1]:
         rows.append(runner.decode(int(token)))

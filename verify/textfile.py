@@ -30,8 +30,10 @@ def read_text_file(path: Path) -> EvalText:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise TextFileError(f"{path} is not UTF-8 text (invalid byte 0x{data[err.start]:02x} at offset {err.start}); "
-                            "pass a UTF-8 text file") from None
+        raise TextFileError(
+            f"{path} is not UTF-8 text (invalid byte 0x{data[err.start]:02x} at offset {err.start}); "
+            "pass a UTF-8 text file"
+        ) from None
     if not text.strip():
         raise TextFileError(f"{path} is empty; pass a text file with content")
     return EvalText(path.resolve(), text, hashlib.sha256(data).hexdigest())

@@ -22,7 +22,7 @@ class SlidingWindow:
         if not isinstance(self.stride, int) or not 1 <= self.stride <= self.window:
             raise ValueError(f"stride must be between 1 and the window ({self.window}), got {self.stride}")
 
-    def spans(self, n_tokens: int) -> list["Span"]:
+    def spans(self, n_tokens: int) -> list[Span]:
         """The windows over a text of ``n_tokens`` tokens (needs at least one full window)."""
         if n_tokens < self.window:
             raise ValueError(f"{n_tokens} tokens is fewer than one window of {self.window}")

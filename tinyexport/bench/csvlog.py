@@ -11,12 +11,38 @@ from tinyexport.errors import UserError
 
 SPREADS = ("ttft_ms", "prefill_tok_s", "decode_tok_s", "decode_ms_per_token")
 CSV_COLUMNS: tuple[str, ...] = (
-    "timestamp", "git_commit", "tinyexport_version", "host", "cpu_model", "cores", "ram_gb", "os", "python",
-    "runtime_versions", "threads", "model", "candidate", "format", "recipe", "prompt_len", "new_tokens", "warmup",
-    "repeats", "size_bytes", "kv_cache_slots", "import_s", "load_s", "peak_rss_mb",
+    "timestamp",
+    "git_commit",
+    "tinyexport_version",
+    "host",
+    "cpu_model",
+    "cores",
+    "ram_gb",
+    "os",
+    "python",
+    "runtime_versions",
+    "threads",
+    "model",
+    "candidate",
+    "format",
+    "recipe",
+    "prompt_len",
+    "new_tokens",
+    "warmup",
+    "repeats",
+    "size_bytes",
+    "kv_cache_slots",
+    "import_s",
+    "load_s",
+    "peak_rss_mb",
     *(f"{metric}_{stat}" for metric in SPREADS for stat in ("median", "p10", "p90")),
-    "decode_bound_tok_s", "decode_roofline_fraction", "prefill_bound_tok_s", "prefill_roofline_fraction",
-    "bandwidth_gb_s", "matmul_gflops", "context_decode_tok_s",
+    "decode_bound_tok_s",
+    "decode_roofline_fraction",
+    "prefill_bound_tok_s",
+    "prefill_roofline_fraction",
+    "bandwidth_gb_s",
+    "matmul_gflops",
+    "context_decode_tok_s",
 )
 
 
@@ -34,7 +60,9 @@ def check_log(path: Path) -> None:
     with open(path, newline="") as handle:
         header = next(csv.reader(handle), [])
     if tuple(header) != CSV_COLUMNS:
-        raise CsvSchemaError(f"{path} has a different header (an older schema?); move it away or pass another --log-csv")
+        raise CsvSchemaError(
+            f"{path} has a different header (an older schema?); move it away or pass another --log-csv"
+        )
 
 
 def csv_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -46,23 +74,39 @@ def csv_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
         if cand.get("error"):
             continue
         row: dict[str, Any] = {
-            "timestamp": document["created"], "git_commit": machine["git_commit"],
-            "tinyexport_version": machine["tinyexport_version"], "host": machine["host"],
-            "cpu_model": machine["cpu_model"], "cores": machine["cores"], "ram_gb": machine["ram_gb"],
-            "os": machine["os"], "python": machine["python"], "runtime_versions": versions,
-            "threads": settings["threads"] or "", "model": document["model"]["name"], "candidate": cand["name"],
-            "format": cand["format"], "recipe": cand["recipe"], "prompt_len": settings["prompt_len"],
-            "new_tokens": settings["new_tokens"], "warmup": settings["warmup"], "repeats": settings["repeats"],
-            "size_bytes": cand["size_bytes"], "kv_cache_slots": cand["kv_cache_slots"],
-            "import_s": f"{cand['import_s']:.3f}", "load_s": f"{cand['load_s']:.3f}",
+            "timestamp": document["created"],
+            "git_commit": machine["git_commit"],
+            "tinyexport_version": machine["tinyexport_version"],
+            "host": machine["host"],
+            "cpu_model": machine["cpu_model"],
+            "cores": machine["cores"],
+            "ram_gb": machine["ram_gb"],
+            "os": machine["os"],
+            "python": machine["python"],
+            "runtime_versions": versions,
+            "threads": settings["threads"] or "",
+            "model": document["model"]["name"],
+            "candidate": cand["name"],
+            "format": cand["format"],
+            "recipe": cand["recipe"],
+            "prompt_len": settings["prompt_len"],
+            "new_tokens": settings["new_tokens"],
+            "warmup": settings["warmup"],
+            "repeats": settings["repeats"],
+            "size_bytes": cand["size_bytes"],
+            "kv_cache_slots": cand["kv_cache_slots"],
+            "import_s": f"{cand['import_s']:.3f}",
+            "load_s": f"{cand['load_s']:.3f}",
             "peak_rss_mb": f"{cand['peak_rss_mb']:.1f}",
             "decode_bound_tok_s": f"{cand['roofline']['decode']['bound_tok_s']:.2f}",
             "decode_roofline_fraction": f"{cand['roofline']['decode']['fraction']:.4f}",
             "prefill_bound_tok_s": f"{cand['roofline']['prefill']['bound_tok_s']:.2f}",
             "prefill_roofline_fraction": f"{cand['roofline']['prefill']['fraction']:.4f}",
-            "bandwidth_gb_s": probes["bandwidth_gb_s"], "matmul_gflops": probes["matmul_gflops"],
-            "context_decode_tok_s": ";".join(f"{p['context']}:{p['decode_tok_s']['median']:.2f}"
-                                             for p in cand.get("contexts", [])),
+            "bandwidth_gb_s": probes["bandwidth_gb_s"],
+            "matmul_gflops": probes["matmul_gflops"],
+            "context_decode_tok_s": ";".join(
+                f"{p['context']}:{p['decode_tok_s']['median']:.2f}" for p in cand.get("contexts", [])
+            ),
         }
         for metric in SPREADS:
             for stat in ("median", "p10", "p90"):

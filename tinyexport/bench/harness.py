@@ -11,9 +11,10 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tinyexport.candidates import CandidateSpec
 from tinyexport.errors import UserError
@@ -22,8 +23,13 @@ from tinyexport.models.config import ModelConfig
 from .measure import CONTEXT_STEPS, BenchSettings
 from .roofline import CACHE_KINDS, MemoryModel, decode_bound, prefill_bound
 
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-              "NUMEXPR_NUM_THREADS")
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 RESULT_SCHEMA = 1
 
 
@@ -65,8 +71,12 @@ def run_job(job: dict[str, Any], threads: int | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tinyexport-bench-") as tmp:
         job_path, result_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
         job_path.write_text(json.dumps(job))
-        proc = subprocess.run([sys.executable, "-m", "tinyexport.bench.worker", str(job_path), str(result_path)],
-                              env=worker_env(threads), capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "tinyexport.bench.worker", str(job_path), str(result_path)],
+            env=worker_env(threads),
+            capture_output=True,
+            text=True,
+        )
         result = json.loads(result_path.read_text()) if result_path.is_file() else None
     if result is not None and not result.get("ok", False):
         raise UserError(result.get("error", "bench worker rejected its input"))
@@ -77,11 +87,18 @@ def run_job(job: dict[str, Any], threads: int | None) -> dict[str, Any]:
     return result
 
 
-def run_candidate(candidate: BenchCandidate, settings: BenchSettings, threads: int | None,
-                  checkpoint_dir: str | None) -> dict[str, Any]:
+def run_candidate(
+    candidate: BenchCandidate, settings: BenchSettings, threads: int | None, checkpoint_dir: str | None
+) -> dict[str, Any]:
     settings = dataclasses.replace(settings, contexts=candidate.contexts(settings))
-    job = {"kind": "candidate", "spec": dataclasses.asdict(candidate.spec), "settings": settings.to_json(),
-           "threads": threads, "max_len": candidate.capacity, "checkpoint_dir": checkpoint_dir}
+    job = {
+        "kind": "candidate",
+        "spec": dataclasses.asdict(candidate.spec),
+        "settings": settings.to_json(),
+        "threads": threads,
+        "max_len": candidate.capacity,
+        "checkpoint_dir": checkpoint_dir,
+    }
     return run_job(job, threads)
 
 
@@ -89,8 +106,9 @@ def run_probes_subprocess(threads: int) -> dict[str, Any]:
     return run_job({"kind": "probe", "threads": threads}, threads)
 
 
-def roofline(candidate: BenchCandidate, measured: dict[str, Any], settings: BenchSettings,
-             probes: dict[str, Any]) -> dict[str, Any]:
+def roofline(
+    candidate: BenchCandidate, measured: dict[str, Any], settings: BenchSettings, probes: dict[str, Any]
+) -> dict[str, Any]:
     """Decode (bandwidth) and prefill (matmul peak) bounds for one candidate, and the measured fractions."""
     memory = MemoryModel(candidate.config, candidate.weight_bytes, candidate.cache_kind, candidate.capacity)
     bandwidth, peak = probes["bandwidth_gb_s"], probes["matmul_gflops"]
@@ -106,21 +124,37 @@ def roofline(candidate: BenchCandidate, measured: dict[str, Any], settings: Benc
         point["bound_tok_s"] = bound["bound_tok_s"]
         point["bytes_per_token"] = bound["bytes_per_token"]
         point["fraction"] = point["decode_tok_s"]["median"] / bound["bound_tok_s"]
-    return {"cache_kind": candidate.cache_kind, "kv_bytes_per_slot": memory.kv_bytes_per_slot,
-            "decode": decode, "prefill": prefill}
+    return {
+        "cache_kind": candidate.cache_kind,
+        "kv_bytes_per_slot": memory.kv_bytes_per_slot,
+        "decode": decode,
+        "prefill": prefill,
+    }
 
 
-def bench_all(candidates: list[BenchCandidate], settings: BenchSettings, threads: int | None,
-              checkpoint_dir: str | None, probes: dict[str, Any],
-              progress: Callable[[str], None] = lambda _: None) -> list[dict[str, Any]]:
+def bench_all(
+    candidates: list[BenchCandidate],
+    settings: BenchSettings,
+    threads: int | None,
+    checkpoint_dir: str | None,
+    probes: dict[str, Any],
+    progress: Callable[[str], None] = lambda _: None,
+) -> list[dict[str, Any]]:
     """Each candidate in turn, in its own process. A crash is recorded (``error``) and the rest still run."""
     rows = []
     for i, cand in enumerate(candidates, 1):
         progress(f"[{i}/{len(candidates)}] {cand.name}")
-        base = {"name": cand.name, "kind": cand.spec.kind, "format": cand.format, "recipe": cand.recipe,
-                "path": cand.spec.path, "size_bytes": cand.size_bytes, "weight_bytes": cand.weight_bytes,
-                "kv_cache_slots": cand.capacity,
-                "contexts_skipped": [c for c in settings.contexts if c > cand.capacity]}
+        base = {
+            "name": cand.name,
+            "kind": cand.spec.kind,
+            "format": cand.format,
+            "recipe": cand.recipe,
+            "path": cand.spec.path,
+            "size_bytes": cand.size_bytes,
+            "weight_bytes": cand.weight_bytes,
+            "kv_cache_slots": cand.capacity,
+            "contexts_skipped": [c for c in settings.contexts if c > cand.capacity],
+        }
         try:
             measured = run_candidate(cand, settings, threads, checkpoint_dir)
         except WorkerFailed as err:
@@ -131,8 +165,15 @@ def bench_all(candidates: list[BenchCandidate], settings: BenchSettings, threads
     return rows
 
 
-def bench_document(model_name: str, config: ModelConfig, settings: BenchSettings, threads: int | None,
-                   machine: dict[str, Any], probes: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+def bench_document(
+    model_name: str,
+    config: ModelConfig,
+    settings: BenchSettings,
+    threads: int | None,
+    machine: dict[str, Any],
+    probes: dict[str, Any],
+    rows: list[dict[str, Any]],
+) -> dict[str, Any]:
     """The ``--json`` document (also what ``tinyexport report`` reads)."""
     return {
         "kind": "tinyexport-bench",

@@ -33,7 +33,9 @@ class BenchSettings:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.new_tokens < 2:
-            raise ValueError(f"new_tokens must be at least 2 (one from prefill, the rest decoded), got {self.new_tokens}")
+            raise ValueError(
+                f"new_tokens must be at least 2 (one from prefill, the rest decoded), got {self.new_tokens}"
+            )
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
         small = [c for c in self.contexts if c <= CONTEXT_STEPS]
@@ -52,7 +54,7 @@ class BenchSettings:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "BenchSettings":
+    def from_json(cls, data: dict[str, Any]) -> BenchSettings:
         fields = {k: v for k, v in data.items() if k != "context_steps"}
         return cls(**{**fields, "contexts": tuple(fields.get("contexts", ()))})
 
@@ -92,7 +94,7 @@ def decode_at_fill(runner: Runner, filler: np.ndarray, fill: int, chunk: int) ->
     start_fill = fill - CONTEXT_STEPS
     logits = None
     for lo in range(0, start_fill, chunk):
-        logits = runner.prefill(filler[lo:min(lo + chunk, start_fill)])
+        logits = runner.prefill(filler[lo : min(lo + chunk, start_fill)])
     token = int(np.argmax(logits[-1]))
     steps = []
     for _ in range(CONTEXT_STEPS):
@@ -105,7 +107,7 @@ def decode_at_fill(runner: Runner, filler: np.ndarray, fill: int, chunk: int) ->
 def measure(runner: Runner, settings: BenchSettings) -> dict[str, Any]:
     """Warm-up runs, then ``repeats`` timed runs; per-repeat values summarised as median/p10/p90."""
     tokens = bench_tokens(runner.config.vocab_size, max(settings.prompt_len, *settings.contexts, 0), settings.seed)
-    prompt = tokens[:settings.prompt_len]
+    prompt = tokens[: settings.prompt_len]
     for _ in range(settings.warmup):
         run_once(runner, prompt, settings.new_tokens)
     runs = [run_once(runner, prompt, settings.new_tokens) for _ in range(settings.repeats)]
@@ -122,7 +124,12 @@ def measure(runner: Runner, settings: BenchSettings) -> dict[str, Any]:
     contexts = []
     for fill in settings.contexts:
         steps_ms = [1e3 * s for s in decode_at_fill(runner, tokens, fill, settings.prompt_len)]
-        contexts.append({"context": fill, "decode_ms_per_token": Spread.of(steps_ms).to_json(),
-                         "decode_tok_s": Spread.of([1e3 / ms for ms in steps_ms]).to_json()})
+        contexts.append(
+            {
+                "context": fill,
+                "decode_ms_per_token": Spread.of(steps_ms).to_json(),
+                "decode_tok_s": Spread.of([1e3 / ms for ms in steps_ms]).to_json(),
+            }
+        )
     result["contexts"] = contexts
     return result

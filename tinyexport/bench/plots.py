@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+from tinyexport.atomic import atomic_file
 from tinyexport.errors import UserError
 
 
@@ -13,8 +14,10 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise UserError("tinyexport report draws with matplotlib; install it (`pip install matplotlib`) "
-                        "or `pip install 'tinyexport[export]'`") from None
+        raise UserError(
+            "tinyexport report draws with matplotlib; install it (`pip install matplotlib`) "
+            "or `pip install 'tinyexport[export]'`"
+        ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -23,15 +26,22 @@ def _pyplot():
 
 def _save(fig, path: Path) -> Path:
     """Write the figure beside ``path`` and rename it into place (never a half-written PNG)."""
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     return path
 
 
-def bar_chart(path: Path, title: str, ylabel: str, names: Sequence[str], values: Sequence[float],
-              low: Sequence[float] | None = None, high: Sequence[float] | None = None,
-              bounds: Sequence[float] | None = None, bound_label: str = "roofline bound") -> Path:
+def bar_chart(
+    path: Path,
+    title: str,
+    ylabel: str,
+    names: Sequence[str],
+    values: Sequence[float],
+    low: Sequence[float] | None = None,
+    high: Sequence[float] | None = None,
+    bounds: Sequence[float] | None = None,
+    bound_label: str = "roofline bound",
+) -> Path:
     """One bar per candidate; optional p10–p90 whiskers and a marker per bar for an upper bound."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(names) + 2), 4))
@@ -57,8 +67,14 @@ def bar_chart(path: Path, title: str, ylabel: str, names: Sequence[str], values:
     return path
 
 
-def line_chart(path: Path, title: str, xlabel: str, ylabel: str, series: dict[str, tuple[list[float], list[float]]],
-               dashed: dict[str, tuple[list[float], list[float]]] | None = None) -> Path:
+def line_chart(
+    path: Path,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    series: dict[str, tuple[list[float], list[float]]],
+    dashed: dict[str, tuple[list[float], list[float]]] | None = None,
+) -> Path:
     """One line per candidate (``series``: name -> (xs, ys)); ``dashed``: bounds drawn in the same colour."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))

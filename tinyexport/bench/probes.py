@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+
+from tinyexport.atomic import write_json_atomic
 
 from .machine import cpu_model, host_name
 
@@ -72,8 +74,9 @@ def probes_file(cache: Path) -> Path:
     return Path(cache) / "bench" / "probes.json"
 
 
-def cached_probes(cache: Path, threads: int, measure: Callable[[int], dict[str, Any]], *,
-                  refresh: bool = False) -> dict[str, Any]:
+def cached_probes(
+    cache: Path, threads: int, measure: Callable[[int], dict[str, Any]], *, refresh: bool = False
+) -> dict[str, Any]:
     """The probes for this host and thread count: from the cache file, else ``measure(threads)`` (stored).
 
     Returns the probe dict with ``cached`` saying whether it was read back.
@@ -93,7 +96,5 @@ def cached_probes(cache: Path, threads: int, measure: Callable[[int], dict[str, 
     result = measure(threads)
     stored["hosts"][key] = result
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(stored, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, stored)
     return {**result, "cached": False}

@@ -17,20 +17,22 @@ Prefill of ``T`` tokens: ``prefill tok/s <= matmul peak * T / FLOPs(prefill)``, 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Iterable, Mapping
 
 from tinyexport.flops import estimate
 from tinyexport.models.config import ModelConfig
 
 # How each backend's decode reads its KV cache (see the module docstring).
-CACHE_KINDS: Mapping[str, str] = MappingProxyType({
-    "torch": "growing",  # fixed buffer, but attention reads only the filled slots (attend_len)
-    "hf": "growing",  # transformers DynamicCache
-    "onnx": "growing",  # past_key_values -> present, one slot longer per step
-    "tflite": "fixed",  # static kv_cache_max_len buffer, masked
-})
+CACHE_KINDS: Mapping[str, str] = MappingProxyType(
+    {
+        "torch": "growing",  # fixed buffer, but attention reads only the filled slots (attend_len)
+        "hf": "growing",  # transformers DynamicCache
+        "onnx": "growing",  # past_key_values -> present, one slot longer per step
+        "tflite": "fixed",  # static kv_cache_max_len buffer, masked
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,9 @@ def decode_bound(memory: MemoryModel, fills: Iterable[int], bandwidth_gb_s: floa
     }
 
 
-def prefill_bound(config: ModelConfig, tokens: int, key_len: int, logits: str, matmul_gflops: float) -> dict[str, float]:
+def prefill_bound(
+    config: ModelConfig, tokens: int, key_len: int, logits: str, matmul_gflops: float
+) -> dict[str, float]:
     """Upper bound on prefill tok/s from the FLOPs model and a measured matmul peak."""
     flops = estimate(config, tokens, key_len=key_len, logits="all" if logits == "all" else "last").total_flops
     return {"flops": flops, "flops_per_token": flops / tokens, "bound_tok_s": matmul_gflops * 1e9 * tokens / flops}

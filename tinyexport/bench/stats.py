@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -15,13 +15,13 @@ class Spread:
     p90: float
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> "Spread":
+    def of(cls, values: Sequence[float]) -> Spread:
         if not len(values):
             raise ValueError("no values to summarise")
         p10, median, p90 = np.percentile(np.asarray(values, dtype=np.float64), [10, 50, 90])
         return cls(float(median), float(p10), float(p90))
 
-    def map(self, fn) -> "Spread":
+    def map(self, fn) -> Spread:
         """Apply a monotonic function; a decreasing one (e.g. 1/x) swaps p10 and p90."""
         lo, mid, hi = fn(self.p10), fn(self.median), fn(self.p90)
         return Spread(mid, min(lo, hi), max(lo, hi))

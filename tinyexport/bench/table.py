@@ -23,11 +23,27 @@ def context_cell(candidate: dict[str, Any], fill: int) -> str:
 
 def print_bench(console: Console, document: dict[str, Any]) -> None:
     settings, probes = document["settings"], document["probes"]
-    title = (f"{document['model']['name']}: prompt {settings['prompt_len']}, {settings['new_tokens']} new tokens, "
-             f"{settings['repeats']} repeats, threads {settings['threads'] or 'default'} (medians)")
+    title = (
+        f"{document['model']['name']}: prompt {settings['prompt_len']}, {settings['new_tokens']} new tokens, "
+        f"{settings['repeats']} repeats, threads {settings['threads'] or 'default'} (medians)"
+    )
     table = Table(title=title)
-    for col in ("candidate", "format/recipe", "size MB", "load s", "peak RSS MiB", "TTFT ms", "prefill tok/s",
-                "decode tok/s", "decode p10–p90", "ms/token", "decode bound", "of bound", "prefill bound", "of fp32 peak"):
+    for col in (
+        "candidate",
+        "format/recipe",
+        "size MB",
+        "load s",
+        "peak RSS MiB",
+        "TTFT ms",
+        "prefill tok/s",
+        "decode tok/s",
+        "decode p10–p90",
+        "ms/token",
+        "decode bound",
+        "of bound",
+        "prefill bound",
+        "of fp32 peak",
+    ):
         table.add_column(col, justify="left" if col in ("candidate", "format/recipe") else "right")
     for c in document["candidates"]:
         head = [c["name"], f"{c['format']}/{c['recipe']}", f"{c['size_bytes'] / 1e6:.1f}"]
@@ -35,21 +51,36 @@ def print_bench(console: Console, document: dict[str, Any]) -> None:
             table.add_row(*head, f"[red]failed: {c['error']}[/]", *[""] * 10)
             continue
         roof, decode = c["roofline"], c["decode_tok_s"]
-        table.add_row(*head, f"{c['load_s']:.2f}", f"{c['peak_rss_mb']:.0f}", f"{c['ttft_ms']['median']:.1f}",
-                      f"{c['prefill_tok_s']['median']:.1f}", f"{decode['median']:.1f}",
-                      f"{decode['p10']:.1f}–{decode['p90']:.1f}", f"{c['decode_ms_per_token']['median']:.2f}",
-                      f"{roof['decode']['bound_tok_s']:.1f}", f"{100 * roof['decode']['fraction']:.0f}%",
-                      f"{roof['prefill']['bound_tok_s']:.0f}", f"{100 * roof['prefill']['fraction']:.0f}%")
+        table.add_row(
+            *head,
+            f"{c['load_s']:.2f}",
+            f"{c['peak_rss_mb']:.0f}",
+            f"{c['ttft_ms']['median']:.1f}",
+            f"{c['prefill_tok_s']['median']:.1f}",
+            f"{decode['median']:.1f}",
+            f"{decode['p10']:.1f}–{decode['p90']:.1f}",
+            f"{c['decode_ms_per_token']['median']:.2f}",
+            f"{roof['decode']['bound_tok_s']:.1f}",
+            f"{100 * roof['decode']['fraction']:.0f}%",
+            f"{roof['prefill']['bound_tok_s']:.0f}",
+            f"{100 * roof['prefill']['fraction']:.0f}%",
+        )
     console.print(table)
-    console.print("bounds: decode tok/s <= bandwidth / bytes read per token (weights + KV cache); "
-                  "prefill tok/s <= matmul peak / FLOPs per token")
-    console.print(f"roofline: memory read bandwidth {probes['bandwidth_gb_s']:.1f} GB/s, fp32 matmul peak "
-                  f"{probes['matmul_gflops']:.0f} GFLOP/s (numpy, {probes['threads']} threads, "
-                  f"{'cached' if probes.get('cached') else 'measured now'} {probes['measured_at']})")
+    console.print(
+        "bounds: decode tok/s <= bandwidth / bytes read per token (weights + KV cache); "
+        "prefill tok/s <= matmul peak / FLOPs per token"
+    )
+    console.print(
+        f"roofline: memory read bandwidth {probes['bandwidth_gb_s']:.1f} GB/s, fp32 matmul peak "
+        f"{probes['matmul_gflops']:.0f} GFLOP/s (numpy, {probes['threads']} threads, "
+        f"{'cached' if probes.get('cached') else 'measured now'} {probes['measured_at']})"
+    )
     contexts = [c for c in document["candidates"] if not c.get("error") and c.get("contexts")]
     if contexts:
-        ctx = Table(title=f"decode tok/s vs cache fill (median over {settings['context_steps']} steps; "
-                          "bound from bandwidth; fraction)")
+        ctx = Table(
+            title=f"decode tok/s vs cache fill (median over {settings['context_steps']} steps; "
+            "bound from bandwidth; fraction)"
+        )
         ctx.add_column("candidate")
         fills = context_fills(contexts)
         for fill in fills:

@@ -9,12 +9,12 @@ Exit 0 with a result, 2 with a one-line user error in the result, 1 on a crash (
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from tinyexport.atomic import write_json_atomic
 from tinyexport.errors import UserError
 from tinyexport.resources import peak_rss_mb
 
@@ -49,7 +49,7 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
         # The parent checked every file's sha256; here only the runtime's own load is timed.
         artefact = load_artefact(spec.path, check_hashes=False)
         options = {"threads": threads} if threads else {}
-        from tinyexport.converters.formats import FORMATS
+        from tinyexport.formats.registry import FORMATS
 
         try:
             import_s = import_backend((FORMATS[artefact.format].runner.partition(":")[0],))
@@ -71,6 +71,7 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
 
         def open_runner():
             return open_candidate(spec, checkpoint, max_len=job["max_len"])
+
     start = time.perf_counter()
     runner = open_runner()
     load_s = time.perf_counter() - start
@@ -81,8 +82,7 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
         "load_s": load_s,
         "peak_rss_after_load_mb": rss_after_load,
         "peak_rss_mb": peak_rss_mb(include_children=False),
-        "runner": {"name": runner.name, "max_len": int(runner.max_len),
-                   "logits_positions": runner.logits_positions},
+        "runner": {"name": runner.name, "max_len": int(runner.max_len), "logits_positions": runner.logits_positions},
         **metrics,
     }
 
@@ -103,9 +103,7 @@ def main(argv: list[str]) -> int:
         result, code = {"ok": True, **JOBS[job["kind"]](job)}, 0
     except UserError as err:
         result, code = {"ok": False, "error": str(err).splitlines()[0] if str(err) else type(err).__name__}, 2
-    tmp = result_path.with_name(f".{result_path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, result_path)
+    write_json_atomic(result_path, result)
     return code
 
 

@@ -7,39 +7,77 @@ from pathlib import Path
 
 import click
 
+from tinyexport.atomic import write_json_atomic
 from tinyexport.models.config import ATTENTION_IMPLS, DEFAULT_CHECKPOINT
+from tinyexport.paths import check_writable_file
 
-from .common import check_writable_file, write_json_atomic
+from .options import checkpoint_options
 
 
 @click.command()
 @click.argument("artefacts", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--torch", "torch_attentions", multiple=True, is_flag=False, flag_value="standard",
-              type=click.Choice(ATTENTION_IMPLS),
-              help="Bench our PyTorch model (repeatable: --torch, --torch=sdpa) [default without ARTEFACTS: standard].")
+@click.option(
+    "--torch",
+    "torch_attentions",
+    multiple=True,
+    is_flag=False,
+    flag_value="standard",
+    type=click.Choice(ATTENTION_IMPLS),
+    help="Bench our PyTorch model (repeatable: --torch, --torch=sdpa) [default without ARTEFACTS: standard].",
+)
 @click.option("--hf", is_flag=True, help="Bench transformers' LlamaForCausalLM [default without ARTEFACTS].")
-@click.option("--checkpoint", default=None, metavar="PRESET|DIR|FILE.gguf",
-              help=f"Checkpoint for --torch/--hf [default: the artefacts' source, else {DEFAULT_CHECKPOINT}].")
-@click.option("--random-weights", is_flag=True, help="Deterministic random weights of a preset's shape.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --random-weights and the prompt ids.")
+@checkpoint_options(from_artefacts=True)
 @click.option("--prompt-len", type=int, default=128, show_default=True, help="Prompt tokens (random ids, fixed seed).")
-@click.option("--new-tokens", type=int, default=64, show_default=True,
-              help="Greedy tokens per run: the first from prefill (TTFT), the rest decoded.")
+@click.option(
+    "--new-tokens",
+    type=int,
+    default=64,
+    show_default=True,
+    help="Greedy tokens per run: the first from prefill (TTFT), the rest decoded.",
+)
 @click.option("--warmup", type=int, default=1, show_default=True, help="Untimed runs first.")
 @click.option("--repeats", type=int, default=5, show_default=True, help="Timed runs (median, p10, p90 over them).")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Threads for every runtime and BLAS [default: each runtime's own default].")
-@click.option("--context", "contexts", default=None, metavar="N,N,...",
-              help="Also time decode with the cache filled to these lengths, e.g. 128,512,1024.")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Threads for every runtime and BLAS [default: each runtime's own default].",
+)
+@click.option(
+    "--context",
+    "contexts",
+    default=None,
+    metavar="N,N,...",
+    help="Also time decode with the cache filled to these lengths, e.g. 128,512,1024.",
+)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write all results as JSON.")
-@click.option("--log-csv", type=click.Path(path_type=Path), default=Path("logs/bench.csv"), show_default=True,
-              help="CSV log every run appends to.")
+@click.option(
+    "--log-csv",
+    type=click.Path(path_type=Path),
+    default=Path("logs/bench.csv"),
+    show_default=True,
+    help="CSV log every run appends to.",
+)
 @click.option("--no-log", is_flag=True, help="Do not append to the CSV log.")
 @click.option("--reprobe", is_flag=True, help="Measure bandwidth and matmul peak again instead of using the cache.")
-def bench(artefacts: tuple[Path, ...], torch_attentions: tuple[str, ...], hf: bool, checkpoint: str | None,
-          random_weights: bool, seed: int, prompt_len: int, new_tokens: int, warmup: int, repeats: int,
-          threads: int | None, contexts: str | None, json_path: Path | None, log_csv: Path, no_log: bool,
-          reprobe: bool) -> None:
+def bench(
+    artefacts: tuple[Path, ...],
+    torch_attentions: tuple[str, ...],
+    hf: bool,
+    checkpoint: str | None,
+    random_weights: bool,
+    seed: int,
+    prompt_len: int,
+    new_tokens: int,
+    warmup: int,
+    repeats: int,
+    threads: int | None,
+    contexts: str | None,
+    json_path: Path | None,
+    log_csv: Path,
+    no_log: bool,
+    reprobe: bool,
+) -> None:
     """Benchmark ARTEFACTS (TFLite/ONNX dirs) and/or the checkpoint (--torch, --hf) on this machine.
 
     Per candidate: load time, TTFT, prefill tok/s, decode tok/s and ms/token (median, p10, p90 over
@@ -58,8 +96,14 @@ def bench(artefacts: tuple[Path, ...], torch_attentions: tuple[str, ...], hf: bo
     from tinyexport.paths import cache_dir
 
     try:
-        settings = BenchSettings(prompt_len=prompt_len, new_tokens=new_tokens, warmup=warmup, repeats=repeats,
-                                 contexts=_parse_contexts(contexts), seed=seed)
+        settings = BenchSettings(
+            prompt_len=prompt_len,
+            new_tokens=new_tokens,
+            warmup=warmup,
+            repeats=repeats,
+            contexts=_parse_contexts(contexts),
+            seed=seed,
+        )
     except ValueError as err:
         raise UserError(_option_message(str(err))) from None
     check_writable_file(json_path, "--json")
@@ -67,14 +111,16 @@ def bench(artefacts: tuple[Path, ...], torch_attentions: tuple[str, ...], hf: bo
         check_log(log_csv)
     if not artefacts and not torch_attentions and not hf:
         torch_attentions, hf = ("standard",), True
-    candidates, model_name, checkpoint_dir = _plan(artefacts, torch_attentions, hf, checkpoint, random_weights, seed,
-                                                   settings)
+    candidates, model_name, checkpoint_dir = _plan(
+        artefacts, torch_attentions, hf, checkpoint, random_weights, seed, settings
+    )
 
     console, status = make_console(), make_console(stderr=True)
     probe_threads = threads or usable_cores()
     probes = cached_probes(cache_dir(), probe_threads, run_probes_subprocess, refresh=reprobe)
-    rows = bench_all(candidates, settings, threads, checkpoint_dir, probes,
-                     progress=lambda line: status.print(line, highlight=False))
+    rows = bench_all(
+        candidates, settings, threads, checkpoint_dir, probes, progress=lambda line: status.print(line, highlight=False)
+    )
     document = bench_document(model_name, candidates[0].config, settings, threads, machine_info(), probes, rows)
     print_bench(console, document)
     if json_path is not None:
@@ -89,8 +135,13 @@ def bench(artefacts: tuple[Path, ...], torch_attentions: tuple[str, ...], hf: bo
 
 def _option_message(message: str) -> str:
     """BenchSettings' field names -> the CLI's option names."""
-    for field, option in (("prompt_len", "--prompt-len"), ("new_tokens", "--new-tokens"), ("repeats", "--repeats"),
-                          ("warmup", "--warmup"), ("context fills", "--context values")):
+    for field, option in (
+        ("prompt_len", "--prompt-len"),
+        ("new_tokens", "--new-tokens"),
+        ("repeats", "--repeats"),
+        ("warmup", "--warmup"),
+        ("context fills", "--context values"),
+    ):
         message = message.replace(field, option)
     return message
 
@@ -103,7 +154,9 @@ def _parse_contexts(text: str | None) -> tuple[int, ...]:
     try:
         values = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
     except ValueError:
-        raise UserError(f"--context {text!r} has a non-integer; pass comma-separated cache fills, e.g. 128,512,1024") from None
+        raise UserError(
+            f"--context {text!r} has a non-integer; pass comma-separated cache fills, e.g. 128,512,1024"
+        ) from None
     if not values:
         raise UserError(f"--context {text!r} is empty; pass comma-separated cache fills, e.g. 128,512,1024")
     return values
@@ -125,16 +178,26 @@ def _plan(artefacts, torch_attentions, hf, checkpoint, random_weights, seed, set
     duplicate = sorted({n for n in names if names.count(n) > 1})
     if duplicate:
         raise UserError(f"artefact name(s) {duplicate} given twice; each candidate is reported by its directory name")
-    candidates = [BenchCandidate(CandidateSpec("artefact", path=str(a.path)), a.name, a.format, a.recipe,
-                                 a.size_bytes(), a.kv_cache_max_len, a.config,
-                                 int(a.manifest.get("weight_bytes", a.size_bytes()))) for a in arts]
+    candidates = [
+        BenchCandidate(
+            CandidateSpec("artefact", path=str(a.path)),
+            a.name,
+            a.format,
+            a.recipe,
+            a.size_bytes(),
+            a.kv_cache_max_len,
+            a.config,
+            int(a.manifest.get("weight_bytes", a.size_bytes())),
+        )
+        for a in arts
+    ]
     for cand in candidates:
         _check_capacity(cand.name, cand.capacity, settings)
     model_name, checkpoint_dir = (arts[0].manifest.get("source", {}).get("name", arts[0].name) if arts else ""), None
     if torch_attentions or hf:
         from tinyexport.candidates import checkpoint_for_artefacts
-        from tinyexport.commands.common import open_checkpoint
         from tinyexport.models.weights import weight_files
+        from tinyexport.resolve import open_checkpoint
 
         if arts:
             ckpt = checkpoint_for_artefacts([a.path for a in arts], checkpoint, random_weights, seed)
@@ -146,20 +209,27 @@ def _plan(artefacts, torch_attentions, hf, checkpoint, random_weights, seed, set
         _check_capacity(ckpt.name, ckpt.config.max_position_embeddings, settings, what="max_position_embeddings")
         too_long = [c for c in settings.contexts if c > ckpt.config.max_position_embeddings]
         if too_long:
-            raise UserError(f"--context {too_long} exceeds the max_position_embeddings of {ckpt.name} "
-                            f"({ckpt.config.max_position_embeddings}); use smaller fills")
+            raise UserError(
+                f"--context {too_long} exceeds the max_position_embeddings of {ckpt.name} "
+                f"({ckpt.config.max_position_embeddings}); use smaller fills"
+            )
         specs = [CandidateSpec("torch", attention=a) for a in dict.fromkeys(torch_attentions)]
         specs += [CandidateSpec("hf")] if hf else []
-        candidates = [BenchCandidate(s, s.label, *s.format_and_recipe(), size, capacity, ckpt.config, size)
-                      for s in specs] + candidates
+        candidates = [
+            BenchCandidate(s, s.label, *s.format_and_recipe(), size, capacity, ckpt.config, size) for s in specs
+        ] + candidates
     unheld = [c for c in settings.contexts if all(c > cand.capacity for cand in candidates)]
     if unheld:
-        raise UserError(f"--context {unheld} exceeds the KV cache of every candidate (largest "
-                        f"{max(c.capacity for c in candidates)}); use smaller fills")
+        raise UserError(
+            f"--context {unheld} exceeds the KV cache of every candidate (largest "
+            f"{max(c.capacity for c in candidates)}); use smaller fills"
+        )
     configs = {c.config for c in candidates}
     if len(configs) > 1:
-        raise UserError("the candidates have different model shapes; bench one model's artefacts at a time "
-                        "(and pass the matching --checkpoint)")
+        raise UserError(
+            "the candidates have different model shapes; bench one model's artefacts at a time "
+            "(and pass the matching --checkpoint)"
+        )
     return candidates, model_name, checkpoint_dir
 
 
@@ -168,5 +238,7 @@ def _check_capacity(name: str, capacity: int, settings, what: str = "KV cache") 
     from tinyexport.errors import UserError
 
     if settings.prompt_len + settings.new_tokens > capacity:
-        raise UserError(f"--prompt-len {settings.prompt_len} + --new-tokens {settings.new_tokens} exceeds the "
-                        f"{what} of {name} ({capacity}); lower --new-tokens or --prompt-len")
+        raise UserError(
+            f"--prompt-len {settings.prompt_len} + --new-tokens {settings.new_tokens} exceeds the "
+            f"{what} of {name} ({capacity}); lower --new-tokens or --prompt-len"
+        )

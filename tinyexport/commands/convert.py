@@ -6,41 +6,83 @@ import contextlib
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import click
 
-from tinyexport.converters.formats import FORMATS
-from tinyexport.converters.recipes import BARE_QUANTIZE, RECIPES
+from tinyexport.formats.recipes import BARE_QUANTIZE, RECIPES
+from tinyexport.formats.registry import FORMATS
 from tinyexport.models.config import ATTENTION_IMPLS
 
-from .common import checkpoint_options
+from .options import checkpoint_options
 
 
 @click.command()
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), required=True, help="Export format.")
-@click.option("--quantize", "recipe", type=click.Choice(list(RECIPES)), is_flag=False, flag_value=BARE_QUANTIZE,
-              default="fp32", show_default=True,
-              help=f"Quantization recipe; a bare --quantize means {BARE_QUANTIZE}.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Artefact directory [default: out/<model>_<recipe>_... derived from the options].")
+@click.option(
+    "--quantize",
+    "recipe",
+    type=click.Choice(list(RECIPES)),
+    is_flag=False,
+    flag_value=BARE_QUANTIZE,
+    default="fp32",
+    show_default=True,
+    help=f"Quantization recipe; a bare --quantize means {BARE_QUANTIZE}.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Artefact directory [default: out/<model>_<recipe>_... derived from the options].",
+)
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
 @checkpoint_options
-@click.option("--prefill-seq-lens", default="8,64,128", show_default=True,
-              help="Comma-separated prefill lengths (TFLite: one prefill_N signature each).")
-@click.option("--kv-cache-max-len", type=int, default=1024, show_default=True,
-              help="KV-cache capacity in tokens (TFLite: fixed cache length).")
+@click.option(
+    "--prefill-seq-lens",
+    default="8,64,128",
+    show_default=True,
+    help="Comma-separated prefill lengths (TFLite: one prefill_N signature each).",
+)
+@click.option(
+    "--kv-cache-max-len",
+    type=int,
+    default=1024,
+    show_default=True,
+    help="KV-cache capacity in tokens (TFLite: fixed cache length).",
+)
 @click.option("--attention", type=click.Choice(ATTENTION_IMPLS), default="standard", show_default=True)
 @click.option("--flash-block-size", type=int, default=128, show_default=True)
-@click.option("--prefill-logits", type=click.Choice(["last", "all"]), default="last", show_default=True,
-              help="Prefill returns the last position's logits (fast) or every position's (for verification).")
+@click.option(
+    "--prefill-logits",
+    type=click.Choice(["last", "all"]),
+    default="last",
+    show_default=True,
+    help="Prefill returns the last position's logits (fast) or every position's (for verification).",
+)
 @click.option("--opset", type=int, default=None, help="ONNX opset of the graph [default: 21]; ONNX only.")
-@click.option("--verbose", is_flag=True,
-              help="Show the converters' own progress and native logs (held back by default; shown on a crash).")
-def convert(fmt: str, recipe: str, output: Path | None, force: bool, checkpoint: str, random_weights: bool, seed: int,
-            prefill_seq_lens: str, kv_cache_max_len: int, attention: str, flash_block_size: int,
-            prefill_logits: str, opset: int | None, verbose: bool) -> None:
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Show the converters' own progress and native logs (held back by default; shown on a crash).",
+)
+def convert(
+    fmt: str,
+    recipe: str,
+    output: Path | None,
+    force: bool,
+    checkpoint: str,
+    random_weights: bool,
+    seed: int,
+    prefill_seq_lens: str,
+    kv_cache_max_len: int,
+    attention: str,
+    flash_block_size: int,
+    prefill_logits: str,
+    opset: int | None,
+    verbose: bool,
+) -> None:
     """Export a checkpoint to an artefact directory: model file(s), tokenizer files, manifest.json.
 
     The directory is built in a temporary sibling and renamed into place when complete, so an
@@ -50,19 +92,29 @@ def convert(fmt: str, recipe: str, output: Path | None, force: bool, checkpoint:
     from tinyexport.errors import UserError
 
     try:
-        export = ExportConfig(format=fmt, recipe=recipe, prefill_seq_lens=parse_seq_lens(prefill_seq_lens),
-                              kv_cache_max_len=kv_cache_max_len, attention=attention,
-                              flash_block_size=flash_block_size, prefill_logits=prefill_logits, opset=opset)
+        export = ExportConfig(
+            format=fmt,
+            recipe=recipe,
+            prefill_seq_lens=parse_seq_lens(prefill_seq_lens),
+            kv_cache_max_len=kv_cache_max_len,
+            attention=attention,
+            flash_block_size=flash_block_size,
+            prefill_logits=prefill_logits,
+            opset=opset,
+        )
     except ValueError as err:
         raise UserError(str(err)) from None
-    from tinyexport.commands.common import open_checkpoint
+    from tinyexport.resolve import open_checkpoint
 
     ckpt = open_checkpoint(checkpoint, random_weights, seed)
     if kv_cache_max_len > ckpt.config.max_position_embeddings:
-        raise UserError(f"--kv-cache-max-len {kv_cache_max_len} exceeds the model's max_position_embeddings "
-                        f"({ckpt.config.max_position_embeddings}); lower it")
-    target = output or default_output(ckpt.directory.name if random_weights else checkpoint, export,
-                                      random_weights=random_weights, seed=seed)
+        raise UserError(
+            f"--kv-cache-max-len {kv_cache_max_len} exceeds the model's max_position_embeddings "
+            f"({ckpt.config.max_position_embeddings}); lower it"
+        )
+    target = output or default_output(
+        ckpt.directory.name if random_weights else checkpoint, export, random_weights=random_weights, seed=seed
+    )
     if target.exists() and not force:
         raise UserError(f"output {target} already exists; pass --force to replace it or -o another directory")
 
@@ -72,12 +124,19 @@ def convert(fmt: str, recipe: str, output: Path | None, force: bool, checkpoint:
     console = make_console()
     console.print(f"converting [bold]{ckpt.name}[/] -> {fmt} / {recipe} ({target})")
     with converter_output(verbose):
-        manifest = export_artefact(ckpt, export, target, replace=force,
-                                   source_ref={"spec": checkpoint, "random_weights": random_weights, "seed": seed})
+        manifest = export_artefact(
+            ckpt,
+            export,
+            target,
+            replace=force,
+            source_ref={"spec": checkpoint, "random_weights": random_weights, "seed": seed},
+        )
     conv = manifest.get("conversion", {})
     size_mb = sum(f["bytes"] for f in manifest["files"].values()) / 1e6
-    console.print(f"wrote {target} ({size_mb:.1f} MB) in {conv.get('seconds', 0):.1f} s, "
-                  f"peak RSS {conv.get('peak_rss_mb', 0):.0f} MiB")
+    console.print(
+        f"wrote {target} ({size_mb:.1f} MB) in {conv.get('seconds', 0):.1f} s, "
+        f"peak RSS {conv.get('peak_rss_mb', 0):.0f} MiB"
+    )
 
 
 LITERT_PROGRESS_ENV = "LITERT_TORCH_SHOW_PROGRESS"  # litert-torch's documented switch for its progress lines

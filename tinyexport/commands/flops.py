@@ -6,29 +6,56 @@ from pathlib import Path
 
 import click
 
+from tinyexport.atomic import write_json_atomic, write_text_atomic
 from tinyexport.models.config import PRESETS
-
-from .common import check_writable_file, write_json_atomic
+from tinyexport.paths import check_writable_file
 
 
 @click.command()
-@click.option("--config", "preset", default=None, metavar="PRESET",
-              help=f"Model shape by preset name ({', '.join(PRESETS)}).")
-@click.option("--checkpoint", default=None, metavar="PRESET|DIR",
-              help="Preset, HF model directory or artefact directory: only its config is read.")
+@click.option(
+    "--config", "preset", default=None, metavar="PRESET", help=f"Model shape by preset name ({', '.join(PRESETS)})."
+)
+@click.option(
+    "--checkpoint",
+    default=None,
+    metavar="PRESET|DIR",
+    help="Preset, HF model directory or artefact directory: only its config is read.",
+)
 @click.option("--seq-len", type=int, default=128, show_default=True, help="Tokens in the forward pass.")
 @click.option("--batch-size", type=int, default=1, show_default=True)
-@click.option("--key-len", type=int, default=None,
-              help="Keys each query attends [default: --seq-len, a prefill from an empty cache].")
-@click.option("--logits", type=click.Choice(["all", "last"]), default="all", show_default=True,
-              help="lm_head on every position (HF, training) or on the last one (an exported prefill).")
+@click.option(
+    "--key-len",
+    type=int,
+    default=None,
+    help="Keys each query attends [default: --seq-len, a prefill from an empty cache].",
+)
+@click.option(
+    "--logits",
+    type=click.Choice(["all", "last"]),
+    default="all",
+    show_default=True,
+    help="lm_head on every position (HF, training) or on the last one (an exported prefill).",
+)
 @click.option("--no-softmax-flops", is_flag=True, help="Leave softmax out of the count.")
-@click.option("--validate", is_flag=True,
-              help="Also count our model's matmuls with torch's FlopCounterMode (shapes only) and compare.")
+@click.option(
+    "--validate",
+    is_flag=True,
+    help="Also count our model's matmuls with torch's FlopCounterMode (shapes only) and compare.",
+)
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None, help="Write components as CSV.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the estimate as JSON.")
-def flops(preset: str | None, checkpoint: str | None, seq_len: int, batch_size: int, key_len: int | None,
-          logits: str, no_softmax_flops: bool, validate: bool, csv_path: Path | None, json_path: Path | None) -> None:
+def flops(
+    preset: str | None,
+    checkpoint: str | None,
+    seq_len: int,
+    batch_size: int,
+    key_len: int | None,
+    logits: str,
+    no_softmax_flops: bool,
+    validate: bool,
+    csv_path: Path | None,
+    json_path: Path | None,
+) -> None:
     """FLOPs of a forward pass per layer and component (multiply-add = 2 FLOPs), GQA-aware.
 
     Counts q/k/v/o projections, attention scores and values, softmax, SwiGLU (gate, up, down,
@@ -59,8 +86,9 @@ def flops(preset: str | None, checkpoint: str | None, seq_len: int, batch_size: 
     if counted is not None and counted["total"] != est.matmul_flops:
         from tinyexport.errors import ParityError
 
-        raise ParityError(f"FlopCounterMode counted {counted['total']} matmul FLOPs, the model says "
-                          f"{est.matmul_flops}", [counted])
+        raise ParityError(
+            f"FlopCounterMode counted {counted['total']} matmul FLOPs, the model says {est.matmul_flops}", [counted]
+        )
 
 
 def _resolve_config(preset: str | None, checkpoint: str | None):
@@ -82,8 +110,10 @@ def _resolve_config(preset: str | None, checkpoint: str | None):
         from tinyexport.models.config import read_hf_config
 
         return path.name, read_hf_config(path)
-    raise UserError(f"--checkpoint {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a directory with "
-                    "config.json or manifest.json; for a .gguf file use the directory tinyexport materialised from it")
+    raise UserError(
+        f"--checkpoint {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a directory with "
+        "config.json or manifest.json; for a .gguf file use the directory tinyexport materialised from it"
+    )
 
 
 def _print(name: str, est, counted: dict | None) -> None:
@@ -94,8 +124,9 @@ def _print(name: str, est, counted: dict | None) -> None:
 
     console = make_console()
     comps, shares = est.components, est.shares()
-    table = Table(title=f"FLOPs: {name}, seq {est.seq_len} (keys {est.key_len}), batch {est.batch_size}, "
-                        f"logits {est.logits}")
+    table = Table(
+        title=f"FLOPs: {name}, seq {est.seq_len} (keys {est.key_len}), batch {est.batch_size}, logits {est.logits}"
+    )
     table.add_column("component")
     table.add_column("GFLOPs", justify="right")
     table.add_column("share", justify="right")
@@ -111,14 +142,15 @@ def _print(name: str, est, counted: dict | None) -> None:
     console.print(table)
     if counted is not None:
         same = counted["total"] == est.matmul_flops
-        console.print(f"FlopCounterMode (our model, shapes only): {counted['total']} matmul FLOPs; model: "
-                      f"{est.matmul_flops} -> {'exact match' if same else 'MISMATCH'}")
+        console.print(
+            f"FlopCounterMode (our model, shapes only): {counted['total']} matmul FLOPs; model: "
+            f"{est.matmul_flops} -> {'exact match' if same else 'MISMATCH'}"
+        )
 
 
 def _write_csv(path: Path, est) -> None:
     import csv
     import io
-    import os
 
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -128,6 +160,4 @@ def _write_csv(path: Path, est) -> None:
         writer.writerow([comp, value, f"{shares[comp]:.6f}"])
     writer.writerow(["total", est.total_flops, "1.000000"])
     writer.writerow(["per_token", f"{est.flops_per_token:.1f}", ""])
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp-{os.getpid()}")
-    tmp.write_text(buffer.getvalue())
-    os.replace(tmp, path)
+    write_text_atomic(Path(path), buffer.getvalue())

@@ -7,15 +7,21 @@ from pathlib import Path
 import click
 
 from tinyexport.models.config import ATTENTION_IMPLS
+from tinyexport.resolve import DEFAULT_PROMPT
 
-from .common import DEFAULT_PROMPT, checkpoint_options
+from .options import checkpoint_options
 
 
 @click.command()
 @click.argument("artefact", required=False, type=click.Path(path_type=Path))
 @checkpoint_options
-@click.option("--backend", type=click.Choice(["torch", "hf"]), default="torch", show_default=True,
-              help="Without ARTEFACT: our re-implementation (torch) or transformers (hf).")
+@click.option(
+    "--backend",
+    type=click.Choice(["torch", "hf"]),
+    default="torch",
+    show_default=True,
+    help="Without ARTEFACT: our re-implementation (torch) or transformers (hf).",
+)
 @click.option("--attention", type=click.Choice(ATTENTION_IMPLS), default="sdpa", show_default=True)
 @click.option("--prompt", default=DEFAULT_PROMPT, show_default=True)
 @click.option("--chat", is_flag=True, help="Wrap the prompt as a user message with the model's chat template.")
@@ -24,9 +30,21 @@ from .common import DEFAULT_PROMPT, checkpoint_options
 @click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Runtime threads (artefacts).")
-def generate(artefact: Path | None, checkpoint: str, random_weights: bool, seed: int, backend: str, attention: str,
-             prompt: str, chat: bool, max_new_tokens: int, temperature: float, top_k: int, top_p: float,
-             threads: int | None) -> None:
+def generate(
+    artefact: Path | None,
+    checkpoint: str,
+    random_weights: bool,
+    seed: int,
+    backend: str,
+    attention: str,
+    prompt: str,
+    chat: bool,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    threads: int | None,
+) -> None:
     """Generate text, streamed token by token, from ARTEFACT (TFLite/ONNX) or from --checkpoint.
 
     With an ARTEFACT only its runtime is needed (no torch). Speed goes to stderr.
@@ -46,7 +64,7 @@ def generate(artefact: Path | None, checkpoint: str, random_weights: bool, seed:
         options = {"threads": threads} if threads else {}
         runner = open_candidate(CandidateSpec("artefact", path=str(art.path)), **options)
     else:
-        from tinyexport.commands.common import open_checkpoint
+        from tinyexport.resolve import open_checkpoint
 
         ckpt = open_checkpoint(checkpoint, random_weights, seed)
         tokenizer_dir, config, capacity = ckpt.tokenizer_dir, ckpt.config, ckpt.config.max_position_embeddings
@@ -63,8 +81,10 @@ def generate(artefact: Path | None, checkpoint: str, random_weights: bool, seed:
     if ids.size == 0:
         raise UserError("the prompt encodes to no tokens; pass a non-empty --prompt")
     if ids.size + max_new_tokens > capacity:
-        raise UserError(f"prompt ({ids.size} tokens) + --max-new-tokens {max_new_tokens} exceeds the KV cache "
-                        f"({capacity}); shorten the prompt or lower --max-new-tokens")
+        raise UserError(
+            f"prompt ({ids.size} tokens) + --max-new-tokens {max_new_tokens} exceeds the KV cache "
+            f"({capacity}); shorten the prompt or lower --max-new-tokens"
+        )
     if runner is None:
         runner = open_candidate(CandidateSpec(backend, attention=attention), ckpt, max_len=ids.size + max_new_tokens)
     sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
@@ -77,6 +97,9 @@ def generate(artefact: Path | None, checkpoint: str, random_weights: bool, seed:
             sys.stdout.flush()
     sys.stdout.write("\n")
     sys.stdout.flush()
-    click.echo(f"[{runner.name}] prompt {stats.prompt_tokens} tokens in {stats.prefill_seconds * 1000:.0f} ms, "
-               f"{stats.new_tokens} new tokens, decode {stats.decode_ms_per_token:.1f} ms/token "
-               f"(stop: {stats.stop_reason})", err=True)
+    click.echo(
+        f"[{runner.name}] prompt {stats.prompt_tokens} tokens in {stats.prefill_seconds * 1000:.0f} ms, "
+        f"{stats.new_tokens} new tokens, decode {stats.decode_ms_per_token:.1f} ms/token "
+        f"(stop: {stats.stop_reason})",
+        err=True,
+    )

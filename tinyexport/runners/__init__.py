@@ -11,7 +11,7 @@ from typing import Any
 
 from tinyexport.artefact import Artefact, load_artefact
 from tinyexport.errors import UserError
-from tinyexport.converters.formats import FORMATS, load_object
+from tinyexport.formats.registry import FORMATS, load_object
 
 from .base import CacheOverflowError, Generation, Runner, greedy_generate
 
@@ -33,5 +33,6 @@ def open_artefact_runner(artefact: Artefact | Path | str, **options: Any) -> Run
     except ImportError as err:
         raise RuntimeMissingError(
             f"{art.path} needs {fmt.runtime_package} ({err.name or err}); "
-            f"install it with `pip install 'tinyexport[runtime]'`") from None
+            f"install it with `pip install 'tinyexport[runtime]'`"
+        ) from None
     return runner_cls.from_artefact(art, **options)

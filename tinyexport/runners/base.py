@@ -40,7 +40,8 @@ def check_capacity(runner_name: str, position: int, adding: int, max_len: int) -
     if position + adding > max_len:
         raise CacheOverflowError(
             f"{runner_name}: {position} cached + {adding} new tokens exceeds its KV cache of {max_len}; "
-            "use a shorter prompt or fewer new tokens (or export with a larger --kv-cache-max-len)")
+            "use a shorter prompt or fewer new tokens (or export with a larger --kv-cache-max-len)"
+        )
 
 
 def as_tokens(tokens: np.ndarray | list[int]) -> np.ndarray:
@@ -56,8 +57,9 @@ class Generation:
     step_logits: np.ndarray  # (n, V): logits that chose each generated token
 
 
-def greedy_generate(runner: Runner, prompt: np.ndarray, max_new_tokens: int,
-                    eos_token_id: int | None = None) -> Generation:
+def greedy_generate(
+    runner: Runner, prompt: np.ndarray, max_new_tokens: int, eos_token_id: int | None = None
+) -> Generation:
     """Reset, prefill ``prompt``, then greedily decode up to ``max_new_tokens`` tokens."""
     runner.reset()
     logits = runner.prefill(prompt)[-1]

@@ -24,11 +24,12 @@ class HFRunner:
         self.reset()
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: Checkpoint, *, max_len: int = 2048, name: str = "hf") -> "HFRunner":
+    def from_checkpoint(cls, checkpoint: Checkpoint, *, max_len: int = 2048, name: str = "hf") -> HFRunner:
         from transformers import LlamaForCausalLM
 
-        model = LlamaForCausalLM.from_pretrained(str(checkpoint.directory), dtype=torch.float32,
-                                                 attn_implementation="eager")
+        model = LlamaForCausalLM.from_pretrained(
+            str(checkpoint.directory), dtype=torch.float32, attn_implementation="eager"
+        )
         return cls(model, checkpoint.config, max_len=max_len, name=name)
 
     def reset(self) -> None:

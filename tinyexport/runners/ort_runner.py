@@ -15,6 +15,7 @@ import numpy as np
 
 from tinyexport.artefact import Artefact, ArtefactError
 from tinyexport.errors import UserError
+from tinyexport.formats.onnx_io import ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, IONames
 from tinyexport.models.config import ModelConfig
 
 from .base import as_tokens, check_capacity
@@ -32,13 +33,17 @@ def session_options(threads: int | None = None, optimization: str = "all"):
     import onnxruntime as ort
 
     if optimization not in OPTIMIZATION_LEVELS:
-        raise ORTOptionError(f"unknown graph optimisation level {optimization!r}; choose one of {', '.join(OPTIMIZATION_LEVELS)}")
+        raise ORTOptionError(
+            f"unknown graph optimisation level {optimization!r}; choose one of {', '.join(OPTIMIZATION_LEVELS)}"
+        )
     if threads is not None and threads <= 0:
         raise ORTOptionError(f"threads must be positive, got {threads}")
     options = ort.SessionOptions()
     options.graph_optimization_level = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }[optimization]
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.inter_op_num_threads = 1
@@ -65,8 +70,16 @@ def check_onnx_file(path) -> None:
 class ORTRunner:
     """Batch-1 Runner over an onnxruntime ``InferenceSession`` of our ONNX graph."""
 
-    def __init__(self, session: Any, config: ModelConfig, *, max_len: int, logits_positions: str,
-                 name: str = "onnx", io_binding: bool = True) -> None:
+    def __init__(
+        self,
+        session: Any,
+        config: ModelConfig,
+        *,
+        max_len: int,
+        logits_positions: str,
+        name: str = "onnx",
+        io_binding: bool = True,
+    ) -> None:
         self.session = session
         self.config = config
         self.max_len = max_len
@@ -74,18 +87,28 @@ class ORTRunner:
         self.name = name
         self.io_binding = io_binding
         inputs = {i.name: i for i in session.get_inputs()}
-        self._past_names = [f"past_key_values.{i}.{kv}" for i in range(config.num_layers) for kv in ("key", "value")]
+        self._past_names = IONames(config.num_layers).past
         self._output_names = [o.name for o in session.get_outputs()]
-        missing = [n for n in ("input_ids", "attention_mask", "position_ids", *self._past_names) if n not in inputs]
-        if missing or self._output_names[:1] != ["logits"]:
-            raise ArtefactError(f"{name}: the ONNX graph lacks inputs {missing[:3]} or a first output 'logits'; "
-                                "it was not made by `tinyexport convert --format onnx`")
+        missing = [n for n in IONames(config.num_layers).inputs if n not in inputs]
+        if missing or self._output_names[:1] != [LOGITS]:
+            raise ArtefactError(
+                f"{name}: the ONNX graph lacks inputs {missing[:3]} or a first output 'logits'; "
+                "it was not made by `tinyexport convert --format onnx`"
+            )
         self._kv_dtype = np.float16 if "float16" in inputs[self._past_names[0]].type else np.float32
         self.reset()
 
     @classmethod
-    def from_artefact(cls, art: Artefact, *, threads: int | None = None, optimization: str = "all",
-                      io_binding: bool = True, check: bool = True, name: str | None = None) -> "ORTRunner":
+    def from_artefact(
+        cls,
+        art: Artefact,
+        *,
+        threads: int | None = None,
+        optimization: str = "all",
+        io_binding: bool = True,
+        check: bool = True,
+        name: str | None = None,
+    ) -> ORTRunner:
         import onnxruntime as ort
 
         options = session_options(threads, optimization)  # bad options fail before any file work
@@ -93,13 +116,24 @@ class ORTRunner:
             check_onnx_file(art.model_path)
         try:
             session = ort.InferenceSession(str(art.model_path), options, providers=["CPUExecutionProvider"])
-        except (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidGraph,
-                ort.capi.onnxruntime_pybind11_state.InvalidProtobuf, ort.capi.onnxruntime_pybind11_state.NoSuchFile) as err:
+        except (
+            ort.capi.onnxruntime_pybind11_state.Fail,
+            ort.capi.onnxruntime_pybind11_state.InvalidGraph,
+            ort.capi.onnxruntime_pybind11_state.InvalidProtobuf,
+            ort.capi.onnxruntime_pybind11_state.NoSuchFile,
+        ) as err:
             first = str(err).strip().splitlines()[0]
-            raise ArtefactError(f"onnxruntime cannot load {art.model_path} ({first}); re-run `tinyexport convert`") from None
-        return cls(session, art.config, max_len=art.kv_cache_max_len,
-                   logits_positions=str(art.manifest.get("prefill_logits", "last")), name=name or art.name,
-                   io_binding=io_binding)
+            raise ArtefactError(
+                f"onnxruntime cannot load {art.model_path} ({first}); re-run `tinyexport convert`"
+            ) from None
+        return cls(
+            session,
+            art.config,
+            max_len=art.kv_cache_max_len,
+            logits_positions=str(art.manifest.get("prefill_logits", "last")),
+            name=name or art.name,
+            io_binding=io_binding,
+        )
 
     def reset(self) -> None:
         self.position = 0
@@ -108,8 +142,11 @@ class ORTRunner:
 
     def _feeds(self, ids: np.ndarray) -> dict[str, np.ndarray]:
         end = self.position + ids.size
-        return {"input_ids": ids[None], "attention_mask": np.ones((1, end), dtype=np.int64),
-                "position_ids": np.arange(self.position, end, dtype=np.int64)[None]}
+        return {
+            INPUT_IDS: ids[None],
+            ATTENTION_MASK: np.ones((1, end), dtype=np.int64),
+            POSITION_IDS: np.arange(self.position, end, dtype=np.int64)[None],
+        }
 
     def _run_plain(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         feeds.update(zip(self._past_names, self._past))

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from tinyexport.artefact import Artefact, ArtefactError
-from tinyexport.converters.tflite_io import DECODE, INPUT_POS, LOGITS, TOKENS, cache_names, prefill_length
+from tinyexport.formats.tflite_io import DECODE, INPUT_POS, LOGITS, TOKENS, cache_names, prefill_length
 from tinyexport.models.config import ModelConfig
 from tinyexport.native_logs import captured_native_stderr
 
@@ -49,8 +49,15 @@ class _Signature:
 class TFLiteRunner:
     """Runner protocol over the signatures of one LiteRT compiled model."""
 
-    def __init__(self, model_path: Path, config: ModelConfig, *, kv_cache_max_len: int,
-                 threads: int | None = None, name: str | None = None) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        config: ModelConfig,
+        *,
+        kv_cache_max_len: int,
+        threads: int | None = None,
+        name: str | None = None,
+    ) -> None:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.config = config
@@ -76,34 +83,42 @@ class TFLiteRunner:
         self.logits_positions = "all" if prefill_rows != {1} else "last"
 
     @classmethod
-    def from_artefact(cls, art: Artefact, threads: int | None = None) -> "TFLiteRunner":
+    def from_artefact(cls, art: Artefact, threads: int | None = None) -> TFLiteRunner:
         """Open ``art`` (hashes already checked by ``load_artefact``); ``threads``: LiteRT CPU threads."""
-        runner = cls(art.model_path, art.config, kv_cache_max_len=art.kv_cache_max_len, threads=threads,
-                     name=art.name)
+        runner = cls(art.model_path, art.config, kv_cache_max_len=art.kv_cache_max_len, threads=threads, name=art.name)
         recorded = art.manifest.get("prefill_logits", runner.logits_positions)
         if recorded != runner.logits_positions:
-            raise ArtefactError(f"{art.path}: manifest says prefill_logits={recorded!r} but the .tflite returns "
-                                f"{runner.logits_positions!r}; re-run `tinyexport convert`")
+            raise ArtefactError(
+                f"{art.path}: manifest says prefill_logits={recorded!r} but the .tflite returns "
+                f"{runner.logits_positions!r}; re-run `tinyexport convert`"
+            )
         return runner
 
     def _check_io(self) -> None:
         """The file must have decode + prefill_N, each with our inputs/outputs and cache shapes."""
         signatures = self.model.get_signature_list()
         if DECODE not in signatures or not any(prefill_length(s) for s in signatures):
-            raise ArtefactError(f"{self.name}: the .tflite has signatures {sorted(signatures)}; expected prefill_N "
-                                "and decode (re-run `tinyexport convert`)")
+            raise ArtefactError(
+                f"{self.name}: the .tflite has signatures {sorted(signatures)}; expected prefill_N "
+                "and decode (re-run `tinyexport convert`)"
+            )
         cache_shape = [1, self.config.num_kv_heads, self.max_len, self.config.head_dim]
         for sig in signatures:
             inputs = self.model.get_input_tensor_details(sig)
             outputs = self.model.get_output_tensor_details(sig)
-            if sorted(inputs) != sorted([TOKENS, INPUT_POS, *self.cache_names]) or \
-                    sorted(outputs) != sorted([LOGITS, *self.cache_names]):
-                raise ArtefactError(f"{self.name}: signature {sig} has inputs {sorted(inputs)}, not those of a "
-                                    f"{self.config.num_layers}-layer tinyexport model (re-run `tinyexport convert`)")
+            if sorted(inputs) != sorted([TOKENS, INPUT_POS, *self.cache_names]) or sorted(outputs) != sorted(
+                [LOGITS, *self.cache_names]
+            ):
+                raise ArtefactError(
+                    f"{self.name}: signature {sig} has inputs {sorted(inputs)}, not those of a "
+                    f"{self.config.num_layers}-layer tinyexport model (re-run `tinyexport convert`)"
+                )
             bad = {n: list(inputs[n]["shape"]) for n in self.cache_names if list(inputs[n]["shape"]) != cache_shape}
             if bad or outputs[LOGITS]["shape"][-1] != self.config.vocab_size:
-                raise ArtefactError(f"{self.name}: signature {sig} does not match the manifest (cache shape "
-                                    f"{cache_shape}, vocab {self.config.vocab_size}); re-run `tinyexport convert`")
+                raise ArtefactError(
+                    f"{self.name}: signature {sig} does not match the manifest (cache shape "
+                    f"{cache_shape}, vocab {self.config.vocab_size}); re-run `tinyexport convert`"
+                )
 
     def _bind_signatures(self) -> dict[int, _Signature]:
         bound = {}
@@ -112,9 +127,14 @@ class TFLiteRunner:
             if length is None or (length == 1 and sig != DECODE):
                 continue  # a prefill_1 would duplicate decode
             rows = int(self.model.get_output_tensor_details(sig)[LOGITS]["shape"][1])
-            bound[length] = _Signature(sig, length, rows, self.model.create_input_buffer_by_name(sig, TOKENS),
-                                       self.model.create_input_buffer_by_name(sig, INPUT_POS),
-                                       self.model.create_output_buffer_by_name(sig, LOGITS))
+            bound[length] = _Signature(
+                sig,
+                length,
+                rows,
+                self.model.create_input_buffer_by_name(sig, TOKENS),
+                self.model.create_input_buffer_by_name(sig, INPUT_POS),
+                self.model.create_output_buffer_by_name(sig, LOGITS),
+            )
         return bound
 
     def reset(self) -> None:
@@ -129,12 +149,15 @@ class TFLiteRunner:
         ids, pos = padded_inputs(tokens, chunk)
         sig.tokens.write(ids)
         sig.input_pos.write(pos)
-        self.model.run_by_name(sig.name, {TOKENS: sig.tokens, INPUT_POS: sig.input_pos, **self._cache_in},
-                               {LOGITS: sig.logits, **self._cache_out})
+        self.model.run_by_name(
+            sig.name,
+            {TOKENS: sig.tokens, INPUT_POS: sig.input_pos, **self._cache_in},
+            {LOGITS: sig.logits, **self._cache_out},
+        )
         self._cache_in, self._cache_out = self._cache_out, self._cache_in
         vocab = self.config.vocab_size
         logits = sig.logits.read(sig.logits_rows * vocab, np.float32).reshape(sig.logits_rows, vocab)
-        return logits[:chunk.count] if sig.logits_rows == chunk.length else logits
+        return logits[: chunk.count] if sig.logits_rows == chunk.length else logits
 
     def prefill(self, tokens: np.ndarray) -> np.ndarray:
         ids = as_tokens(tokens)
@@ -143,7 +166,7 @@ class TFLiteRunner:
             raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), got {ids.min()}..{ids.max()}")
         rows, offset = [], 0
         for chunk in plan_chunks(self.position, ids.size, tuple(self.signatures), self.max_len):
-            rows.append(self._run(ids[offset:offset + chunk.count], chunk))
+            rows.append(self._run(ids[offset : offset + chunk.count], chunk))
             offset += chunk.count
             self.position += chunk.count
         if self.logits_positions == "last":

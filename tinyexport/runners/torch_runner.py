@@ -29,10 +29,22 @@ class TorchRunner:
         self.reset()
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: Checkpoint, *, attention: str = "standard", max_len: int = 2048,
-                        flash_block_size: int = 128, name: str | None = None) -> "TorchRunner":
-        model = load_model(checkpoint, max_seq_len=max_len, attention=attention,
-                           flash_block_size=flash_block_size, kv_writer=KV_WRITERS["index_copy_inplace"])
+    def from_checkpoint(
+        cls,
+        checkpoint: Checkpoint,
+        *,
+        attention: str = "standard",
+        max_len: int = 2048,
+        flash_block_size: int = 128,
+        name: str | None = None,
+    ) -> TorchRunner:
+        model = load_model(
+            checkpoint,
+            max_seq_len=max_len,
+            attention=attention,
+            flash_block_size=flash_block_size,
+            kv_writer=KV_WRITERS["index_copy_inplace"],
+        )
         return cls(model, max_len=max_len, name=name)
 
     def reset(self) -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import gc
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -42,17 +43,27 @@ class EvalSetup:
         """Refuse if ``needed`` tokens exceed the model's positions or any artefact's KV cache."""
         limit = self.checkpoint.config.max_position_embeddings
         if needed > limit:
-            raise UserError(f"{what} needs {needed} tokens, more than max_position_embeddings ({limit}) "
-                            f"of {self.checkpoint.name}; {fix.format(limit=limit)}")
+            raise UserError(
+                f"{what} needs {needed} tokens, more than max_position_embeddings ({limit}) "
+                f"of {self.checkpoint.name}; {fix.format(limit=limit)}"
+            )
         for art in self.artefacts:
             if needed > art.kv_cache_max_len:
-                raise UserError(f"{what} needs {needed} tokens, more than the KV cache of {art.name} "
-                                f"({art.kv_cache_max_len}); {fix.format(limit=art.kv_cache_max_len)}")
+                raise UserError(
+                    f"{what} needs {needed} tokens, more than the KV cache of {art.name} "
+                    f"({art.kv_cache_max_len}); {fix.format(limit=art.kv_cache_max_len)}"
+                )
 
 
-def prepare(artefact_paths: Sequence[Path], checkpoint: str | None, random_weights: bool, seed: int,
-            attentions: Sequence[str], flash_block_size: int) -> EvalSetup:
-    from tinyexport.commands.common import open_checkpoint
+def prepare(
+    artefact_paths: Sequence[Path],
+    checkpoint: str | None,
+    random_weights: bool,
+    seed: int,
+    attentions: Sequence[str],
+    flash_block_size: int,
+) -> EvalSetup:
+    from tinyexport.resolve import open_checkpoint
 
     arts = tuple(load_artefact(p) for p in artefact_paths)  # refuses missing/tampered dirs before any work
     if arts:
@@ -60,13 +71,16 @@ def prepare(artefact_paths: Sequence[Path], checkpoint: str | None, random_weigh
     else:
         ckpt = open_checkpoint(checkpoint or DEFAULT_CHECKPOINT, random_weights, seed)
     if ckpt.tokenizer_dir is None:
-        raise UserError(f"checkpoint {ckpt.name} has no tokenizer (tokenizer.json); evaluating on text needs one: "
-                        "pass a checkpoint directory that carries its tokenizer")
+        raise UserError(
+            f"checkpoint {ckpt.name} has no tokenizer (tokenizer.json); evaluating on text needs one: "
+            "pass a checkpoint directory that carries its tokenizer"
+        )
     tokenizer = Tokenizer(ckpt.tokenizer_dir)
     for art in arts:
         if art.config != ckpt.config:
-            raise UserError(f"{art.name} was exported from a different model shape than {ckpt.name}; "
-                            "pass the matching --checkpoint")
+            raise UserError(
+                f"{art.name} was exported from a different model shape than {ckpt.name}; pass the matching --checkpoint"
+            )
         check_same_vocabulary(tokenizer, art)
     chosen = attentions or (() if arts else ("standard",))
     specs = [CandidateSpec("torch", attention=a, flash_block_size=flash_block_size) for a in chosen]
@@ -77,19 +91,21 @@ def prepare(artefact_paths: Sequence[Path], checkpoint: str | None, random_weigh
 def check_same_vocabulary(tokenizer: Tokenizer, art: Artefact) -> None:
     """KL and perplexity across different vocabularies are meaningless: refuse, or if unknown, refuse too."""
     if art.tokenizer_dir is None:
-        raise UserError(f"{art.name} carries no tokenizer.json, so it cannot be shown to share the reference's "
-                        "vocabulary; re-export it from a checkpoint with a tokenizer")
+        raise UserError(
+            f"{art.name} carries no tokenizer.json, so it cannot be shown to share the reference's "
+            "vocabulary; re-export it from a checkpoint with a tokenizer"
+        )
     if Tokenizer(art.tokenizer_dir).vocab_fingerprint() != tokenizer.vocab_fingerprint():
-        raise UserError(f"{art.name} carries a different tokenizer than the reference checkpoint; "
-                        "KL and perplexity across vocabularies are meaningless: compare artefacts of one checkpoint")
+        raise UserError(
+            f"{art.name} carries a different tokenizer than the reference checkpoint; "
+            "KL and perplexity across vocabularies are meaningless: compare artefacts of one checkpoint"
+        )
 
 
 def _open(spec: CandidateSpec, setup: EvalSetup, max_len: int) -> tuple[Any, float]:
     start = time.perf_counter()
     runner = open_candidate(spec, setup.checkpoint, max_len=max_len)
     return runner, time.perf_counter() - start
-
-
 
 
 # ---------------------------------------------------------------- perplexity
@@ -106,12 +122,19 @@ class PerplexityReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "text": {"path": str(self.text.path), "sha256": self.text.sha256, "tokens": self.tokens,
-                     "source": self.text_source},
-            "protocol": {"window": self.protocol.window, "stride": self.protocol.stride,
-                         "scored_tokens": self.rows[0].scored_tokens if self.rows else 0,
-                         "reference_precision": self.reference.precision.name,
-                         "reference_store": str(self.reference.directory)},
+            "text": {
+                "path": str(self.text.path),
+                "sha256": self.text.sha256,
+                "tokens": self.tokens,
+                "source": self.text_source,
+            },
+            "protocol": {
+                "window": self.protocol.window,
+                "stride": self.protocol.stride,
+                "scored_tokens": self.rows[0].scored_tokens if self.rows else 0,
+                "reference_precision": self.reference.precision.name,
+                "reference_store": str(self.reference.directory),
+            },
             "candidates": [r.to_json() for r in self.rows],
         }
 
@@ -123,17 +146,33 @@ def encode_text(setup: EvalSetup, text: EvalText, protocol: SlidingWindow, max_t
         ids = ids[:max_tokens]
     if ids.size < protocol.window:
         cut = f" (--max-tokens {max_tokens})" if ids.size < total else ""
-        raise UserError(f"{text.path.name} has {total} tokens{cut}, fewer than one --window of {protocol.window}; "
-                        "pass a longer text or a smaller --window")
+        raise UserError(
+            f"{text.path.name} has {total} tokens{cut}, fewer than one --window of {protocol.window}; "
+            "pass a longer text or a smaller --window"
+        )
     return ids
 
 
-def run_perplexity(setup: EvalSetup, text: EvalText, text_source: str, protocol: SlidingWindow,
-                   max_tokens: int | None, precision: str, cache: Path) -> PerplexityReport:
+def run_perplexity(
+    setup: EvalSetup,
+    text: EvalText,
+    text_source: str,
+    protocol: SlidingWindow,
+    max_tokens: int | None,
+    precision: str,
+    cache: Path,
+) -> PerplexityReport:
     setup.check_capacity(protocol.window, f"--window {protocol.window}", "pass --window {limit} or less")
     ids = encode_text(setup, text, protocol, max_tokens)
-    key = ReferenceKey(setup.checkpoint.fingerprint(), setup.tokenizer.vocab_fingerprint(), text.sha256,
-                       protocol.window, protocol.stride, int(ids.size), precision)
+    key = ReferenceKey(
+        setup.checkpoint.fingerprint(),
+        setup.tokenizer.vocab_fingerprint(),
+        text.sha256,
+        protocol.window,
+        protocol.stride,
+        int(ids.size),
+        precision,
+    )
     rows_total = protocol.scored_tokens(ids.size)
     rows: list[QualityRow] = []
     with UnitProgress("tok") as bars:
@@ -142,32 +181,59 @@ def run_perplexity(setup: EvalSetup, text: EvalText, text_source: str, protocol:
         if store is None:
             store = _build_reference(setup, ids, protocol, key, cache, bars.task("hf (reference)", rows_total))
         ref = reference_scores(store)
-        ref_row = summarize(REFERENCE.label, ref, fmt="hf", recipe="fp32",
-                            reference_ppl=math.exp(float(ref.nll.mean())),
-                            load_seconds=float(store.meta.get("load_seconds", 0.0)),
-                            path=str(store.meta.get("logits_path", "prefill")), cached=cached)
+        ref_row = summarize(
+            REFERENCE.label,
+            ref,
+            fmt="hf",
+            recipe="fp32",
+            reference_ppl=math.exp(float(ref.nll.mean())),
+            load_seconds=float(store.meta.get("load_seconds", 0.0)),
+            path=str(store.meta.get("logits_path", "prefill")),
+            cached=cached,
+        )
         rows.append(ref_row)
         for spec in setup.candidates:
             runner, load_s = _open(spec, setup, protocol.window)
             fmt, recipe = spec.format_and_recipe()
-            scores = score_text(runner, ids, protocol, reference=store,
-                                progress=bars.task(f"{spec.label} ({logits_path(runner)})", rows_total))
-            rows.append(summarize(spec.label, scores, fmt=fmt, recipe=recipe, reference_ppl=ref_row.perplexity,
-                                  load_seconds=load_s, path=logits_path(runner)))
+            scores = score_text(
+                runner,
+                ids,
+                protocol,
+                reference=store,
+                progress=bars.task(f"{spec.label} ({logits_path(runner)})", rows_total),
+            )
+            rows.append(
+                summarize(
+                    spec.label,
+                    scores,
+                    fmt=fmt,
+                    recipe=recipe,
+                    reference_ppl=ref_row.perplexity,
+                    load_seconds=load_s,
+                    path=logits_path(runner),
+                )
+            )
             del runner
             gc.collect()
     return PerplexityReport(text, text_source, int(ids.size), protocol, tuple(rows), store)
 
 
-def _build_reference(setup: EvalSetup, ids: np.ndarray, protocol: SlidingWindow, key: ReferenceKey, cache: Path,
-                     progress: Any) -> ReferenceStore:
+def _build_reference(
+    setup: EvalSetup, ids: np.ndarray, protocol: SlidingWindow, key: ReferenceKey, cache: Path, progress: Any
+) -> ReferenceStore:
     runner, load_s = _open(REFERENCE, setup, protocol.window)
     rows = protocol.scored_tokens(ids.size)
     with reference_writer(key, cache, rows, setup.checkpoint.config.vocab_size) as writer:
         scores = score_text(runner, ids, protocol, writer=writer, progress=progress)
-        writer.finish({"reference": f"transformers LlamaForCausalLM (eager, fp32) of {setup.checkpoint.name}",
-                       "seconds": round(scores.seconds, 3), "load_seconds": round(load_s, 3),
-                       "logits_path": logits_path(runner), "perplexity": math.exp(float(scores.nll.mean()))})
+        writer.finish(
+            {
+                "reference": f"transformers LlamaForCausalLM (eager, fp32) of {setup.checkpoint.name}",
+                "seconds": round(scores.seconds, 3),
+                "load_seconds": round(load_s, 3),
+                "logits_path": logits_path(runner),
+                "perplexity": math.exp(float(scores.nll.mean())),
+            }
+        )
     del runner
     gc.collect()
     store = ReferenceStore.open(key, cache)
@@ -189,23 +255,37 @@ class ChoiceReport:
     def to_json(self) -> dict[str, Any]:
         from tinyexport.verify.choice import RANDOM_BASELINE
 
-        return {"directory": str(self.location), "scoring": self.scoring, "questions": self.questions,
-                "random_baseline": RANDOM_BASELINE, "candidates": [r.to_json() for r in self.results]}
+        return {
+            "directory": str(self.location),
+            "scoring": self.scoring,
+            "questions": self.questions,
+            "random_baseline": RANDOM_BASELINE,
+            "candidates": [r.to_json() for r in self.results],
+        }
 
 
 def run_choice(setup: EvalSetup, location: Path, scoring: str, limit: int | None) -> ChoiceReport:
     questions = load_questions(location, limit)
     items = [encode_question(q, SCORINGS[scoring], setup.tokenizer) for q in questions]
     longest = max(items, key=lambda it: it.longest)
-    setup.check_capacity(longest.longest, f"question {longest.question.file}:{longest.question.line}",
-                         "shorten or drop that question, or export with a larger --kv-cache-max-len")
+    setup.check_capacity(
+        longest.longest,
+        f"question {longest.question.file}:{longest.question.line}",
+        "shorten or drop that question, or export with a larger --kv-cache-max-len",
+    )
     results = []
     with UnitProgress("q") as bars:
         for spec in (REFERENCE, *setup.candidates):
             runner, _ = _open(spec, setup, longest.longest)
             fmt, recipe = spec.format_and_recipe()
-            result = evaluate_choice(runner, items, name=spec.label, fmt=fmt, recipe=recipe,
-                                     progress=bars.task(f"{spec.label} ({logits_path(runner)})", len(items)))
+            result = evaluate_choice(
+                runner,
+                items,
+                name=spec.label,
+                fmt=fmt,
+                recipe=recipe,
+                progress=bars.task(f"{spec.label} ({logits_path(runner)})", len(items)),
+            )
             results.append(result)
             del runner
             gc.collect()

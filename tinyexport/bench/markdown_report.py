@@ -9,11 +9,11 @@ candidate name across the bench documents given.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
+from tinyexport.atomic import write_text_atomic
 from tinyexport.errors import UserError
 
 from . import plots
@@ -30,8 +30,10 @@ def load_document(path: Path) -> tuple[str, dict[str, Any]]:
     """(kind, document) with kind ``"bench"`` or ``"eval"``."""
     path = Path(path)
     if not path.is_file():
-        raise ReportInputError(f"report input {path} does not exist; pass JSON files from `tinyexport bench --json` "
-                               "or `tinyexport eval --json`")
+        raise ReportInputError(
+            f"report input {path} does not exist; pass JSON files from `tinyexport bench --json` "
+            "or `tinyexport eval --json`"
+        )
     try:
         doc = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -41,10 +43,14 @@ def load_document(path: Path) -> tuple[str, dict[str, Any]]:
     if isinstance(doc, dict) and {"text", "protocol", "candidates"} <= set(doc) and isinstance(doc["candidates"], list):
         missing = {f for c in doc["candidates"] for f in EVAL_FIELDS if f not in c}
         if missing:
-            raise ReportInputError(f"{path}: eval candidates lack {sorted(missing)}; regenerate it with `tinyexport eval --json`")
+            raise ReportInputError(
+                f"{path}: eval candidates lack {sorted(missing)}; regenerate it with `tinyexport eval --json`"
+            )
         return "eval", doc
-    raise ReportInputError(f"{path} is neither a bench document (`tinyexport bench --json`) nor an eval document "
-                           "(`tinyexport eval --json`)")
+    raise ReportInputError(
+        f"{path} is neither a bench document (`tinyexport bench --json`) nor an eval document "
+        "(`tinyexport eval --json`)"
+    )
 
 
 def _slug(text: str) -> str:
@@ -59,20 +65,26 @@ def bench_section(doc: dict[str, Any], out: Path, prefix: str) -> list[str]:
     """Markdown (and PNGs in ``out``) for one bench document."""
     m, s, p = doc["machine"], doc["settings"], doc["probes"]
     ok = [c for c in doc["candidates"] if not c.get("error")]
-    lines = [f"## Benchmark: {doc['model']['name']}", "",
-             f"{m['cpu_model']}, {m['cores']} cores, {m['ram_gb']} GB RAM, {m['os']}; tinyexport "
-             f"{m['tinyexport_version']} ({m['git_commit']}); {doc['created']}.",
-             f"Prompt {s['prompt_len']} random token ids (seed {s['seed']}), {s['new_tokens']} greedy new tokens, "
-             f"{s['warmup']} warm-up + {s['repeats']} timed runs, threads {s['threads'] or 'runtime default'}. "
-             f"Roofline: read bandwidth {p['bandwidth_gb_s']:.1f} GB/s, fp32 matmul peak {p['matmul_gflops']:.0f} "
-             f"GFLOP/s (numpy, {p['threads']} threads).", "",
-             "| candidate | format/recipe | size MB | load s | peak RSS MiB | TTFT ms | prefill tok/s | "
-             "decode tok/s (p10–p90) | ms/token | decode bound tok/s | of bound | prefill bound tok/s (fp32 peak) | of bound |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"## Benchmark: {doc['model']['name']}",
+        "",
+        f"{m['cpu_model']}, {m['cores']} cores, {m['ram_gb']} GB RAM, {m['os']}; tinyexport "
+        f"{m['tinyexport_version']} ({m['git_commit']}); {doc['created']}.",
+        f"Prompt {s['prompt_len']} random token ids (seed {s['seed']}), {s['new_tokens']} greedy new tokens, "
+        f"{s['warmup']} warm-up + {s['repeats']} timed runs, threads {s['threads'] or 'runtime default'}. "
+        f"Roofline: read bandwidth {p['bandwidth_gb_s']:.1f} GB/s, fp32 matmul peak {p['matmul_gflops']:.0f} "
+        f"GFLOP/s (numpy, {p['threads']} threads).",
+        "",
+        "| candidate | format/recipe | size MB | load s | peak RSS MiB | TTFT ms | prefill tok/s | "
+        "decode tok/s (p10–p90) | ms/token | decode bound tok/s | of bound | prefill bound tok/s (fp32 peak) | of bound |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for c in doc["candidates"]:
         if c.get("error"):
-            lines.append(f"| {c['name']} | {c['format']}/{c['recipe']} | {c['size_bytes'] / 1e6:.1f} | failed: "
-                         f"{c['error']} |" + " |" * 9)
+            lines.append(
+                f"| {c['name']} | {c['format']}/{c['recipe']} | {c['size_bytes'] / 1e6:.1f} | failed: "
+                f"{c['error']} |" + " |" * 9
+            )
             continue
         r, d = c["roofline"], c["decode_tok_s"]
         lines.append(
@@ -80,34 +92,64 @@ def bench_section(doc: dict[str, Any], out: Path, prefix: str) -> list[str]:
             f"{c['peak_rss_mb']:.0f} | {c['ttft_ms']['median']:.1f} | {c['prefill_tok_s']['median']:.1f} | "
             f"{d['median']:.1f} ({d['p10']:.1f}–{d['p90']:.1f}) | {c['decode_ms_per_token']['median']:.2f} | "
             f"{r['decode']['bound_tok_s']:.1f} | {100 * r['decode']['fraction']:.0f}% | "
-            f"{r['prefill']['bound_tok_s']:.0f} | {100 * r['prefill']['fraction']:.0f}% |")
+            f"{r['prefill']['bound_tok_s']:.0f} | {100 * r['prefill']['fraction']:.0f}% |"
+        )
     lines.append("")
     if not ok:
         return lines
     names = [c["name"] for c in ok]
     figures = [
-        plots.bar_chart(out / f"{prefix}-decode.png", f"decode tok/s — {doc['model']['name']}", "tokens / s", names,
-                        [c["decode_tok_s"]["median"] for c in ok], [c["decode_tok_s"]["p10"] for c in ok],
-                        [c["decode_tok_s"]["p90"] for c in ok],
-                        bounds=[c["roofline"]["decode"]["bound_tok_s"] for c in ok],
-                        bound_label="bandwidth bound"),
-        plots.bar_chart(out / f"{prefix}-ttft.png", f"time to first token (prompt {s['prompt_len']})", "ms", names,
-                        [c["ttft_ms"]["median"] for c in ok], [c["ttft_ms"]["p10"] for c in ok],
-                        [c["ttft_ms"]["p90"] for c in ok]),
-        plots.bar_chart(out / f"{prefix}-size.png", "model size on disk", "MB", names,
-                        [c["size_bytes"] / 1e6 for c in ok]),
+        plots.bar_chart(
+            out / f"{prefix}-decode.png",
+            f"decode tok/s — {doc['model']['name']}",
+            "tokens / s",
+            names,
+            [c["decode_tok_s"]["median"] for c in ok],
+            [c["decode_tok_s"]["p10"] for c in ok],
+            [c["decode_tok_s"]["p90"] for c in ok],
+            bounds=[c["roofline"]["decode"]["bound_tok_s"] for c in ok],
+            bound_label="bandwidth bound",
+        ),
+        plots.bar_chart(
+            out / f"{prefix}-ttft.png",
+            f"time to first token (prompt {s['prompt_len']})",
+            "ms",
+            names,
+            [c["ttft_ms"]["median"] for c in ok],
+            [c["ttft_ms"]["p10"] for c in ok],
+            [c["ttft_ms"]["p90"] for c in ok],
+        ),
+        plots.bar_chart(
+            out / f"{prefix}-size.png", "model size on disk", "MB", names, [c["size_bytes"] / 1e6 for c in ok]
+        ),
     ]
     with_context = [c for c in ok if c.get("contexts")]
     if with_context:
-        series = {c["name"]: ([q["context"] for q in c["contexts"]], [q["decode_tok_s"]["median"] for q in c["contexts"]])
-                  for c in with_context}
-        bounds = {c["name"]: ([q["context"] for q in c["contexts"]], [q["bound_tok_s"] for q in c["contexts"]])
-                  for c in with_context}
-        figures.append(plots.line_chart(out / f"{prefix}-context.png", "decode tok/s vs cache fill (dashed: bound)",
-                                        "tokens in the KV cache", "tokens / s", series, dashed=bounds))
+        series = {
+            c["name"]: ([q["context"] for q in c["contexts"]], [q["decode_tok_s"]["median"] for q in c["contexts"]])
+            for c in with_context
+        }
+        bounds = {
+            c["name"]: ([q["context"] for q in c["contexts"]], [q["bound_tok_s"] for q in c["contexts"]])
+            for c in with_context
+        }
+        figures.append(
+            plots.line_chart(
+                out / f"{prefix}-context.png",
+                "decode tok/s vs cache fill (dashed: bound)",
+                "tokens in the KV cache",
+                "tokens / s",
+                series,
+                dashed=bounds,
+            )
+        )
         fills = context_fills(with_context)
-        lines += ["Decode tok/s at each cache fill (median over the steps ending there; bound; fraction):", "",
-                  "| candidate | " + " | ".join(map(str, fills)) + " |", "|---|" + "---:|" * len(fills)]
+        lines += [
+            "Decode tok/s at each cache fill (median over the steps ending there; bound; fraction):",
+            "",
+            "| candidate | " + " | ".join(map(str, fills)) + " |",
+            "|---|" + "---:|" * len(fills),
+        ]
         for c in with_context:
             lines.append(f"| {c['name']} | " + " | ".join(context_cell(c, fill) for fill in fills) + " |")
         lines.append("")
@@ -117,16 +159,22 @@ def bench_section(doc: dict[str, Any], out: Path, prefix: str) -> list[str]:
 
 def eval_section(doc: dict[str, Any], sizes: dict[str, float], out: Path, prefix: str) -> list[str]:
     text, proto = doc["text"], doc["protocol"]
-    lines = [f"## Quality: {Path(str(text.get('path', 'text'))).name}", "",
-             f"{text.get('tokens')} tokens (sha256 {str(text.get('sha256', ''))[:12]}), window {proto.get('window')}, "
-             f"stride {proto.get('stride')}.", "",
-             "| candidate | size MB | perplexity | Δppl | KL mean | KL p99 | top-1 | seconds |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"## Quality: {Path(str(text.get('path', 'text'))).name}",
+        "",
+        f"{text.get('tokens')} tokens (sha256 {str(text.get('sha256', ''))[:12]}), window {proto.get('window')}, "
+        f"stride {proto.get('stride')}.",
+        "",
+        "| candidate | size MB | perplexity | Δppl | KL mean | KL p99 | top-1 | seconds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for c in doc["candidates"]:
         size = sizes.get(c["name"])
-        lines.append(f"| {c['name']} | {_fmt(size)} | {_fmt(c['perplexity'], 3)} | {_fmt(c['delta_ppl'], 3)} | "
-                     f"{_fmt(c['kl_mean'], 4)} | {_fmt(c['kl_p99'], 4)} | {_fmt(c['top1_agreement'], 3)} | "
-                     f"{_fmt(c['seconds'], 1)} |")
+        lines.append(
+            f"| {c['name']} | {_fmt(size)} | {_fmt(c['perplexity'], 3)} | {_fmt(c['delta_ppl'], 3)} | "
+            f"{_fmt(c['kl_mean'], 4)} | {_fmt(c['kl_p99'], 4)} | {_fmt(c['top1_agreement'], 3)} | "
+            f"{_fmt(c['seconds'], 1)} |"
+        )
     lines.append("")
     joined = [c for c in doc["candidates"] if c["name"] in sizes and c.get("perplexity") is not None]
     unjoined = [c["name"] for c in doc["candidates"] if c["name"] not in sizes]
@@ -134,13 +182,24 @@ def eval_section(doc: dict[str, Any], sizes: dict[str, float], out: Path, prefix
         lines += [f"No size for {', '.join(unjoined)} (not in any bench document given), so not plotted.", ""]
     if joined:
         figures = [
-            plots.scatter_chart(out / f"{prefix}-ppl-vs-size.png", "perplexity vs size", "size on disk (MB)",
-                                "perplexity", [{"name": c["name"], "x": sizes[c["name"]], "y": c["perplexity"]}
-                                               for c in joined]),
-            plots.scatter_chart(out / f"{prefix}-kl-vs-size.png", "KL(reference ‖ candidate) vs size",
-                                "size on disk (MB)", "mean KL (nats/token)",
-                                [{"name": c["name"], "x": sizes[c["name"]], "y": c["kl_mean"]} for c in joined
-                                 if c.get("kl_mean") is not None]),
+            plots.scatter_chart(
+                out / f"{prefix}-ppl-vs-size.png",
+                "perplexity vs size",
+                "size on disk (MB)",
+                "perplexity",
+                [{"name": c["name"], "x": sizes[c["name"]], "y": c["perplexity"]} for c in joined],
+            ),
+            plots.scatter_chart(
+                out / f"{prefix}-kl-vs-size.png",
+                "KL(reference ‖ candidate) vs size",
+                "size on disk (MB)",
+                "mean KL (nats/token)",
+                [
+                    {"name": c["name"], "x": sizes[c["name"]], "y": c["kl_mean"]}
+                    for c in joined
+                    if c.get("kl_mean") is not None
+                ],
+            ),
         ]
         lines += [f"![{f.stem}]({f.name})" for f in figures] + [""]
     return lines
@@ -169,7 +228,5 @@ def write_report(inputs: list[Path], out: Path, title: str = "tinyexport report"
         used.add(prefix)
         lines += bench_section(doc, out, prefix) if kind == "bench" else eval_section(doc, sizes, out, prefix)
     target = out / "report.md"
-    tmp = target.with_name(f".report.md.tmp-{os.getpid()}")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, target)
+    write_text_atomic(target, "\n".join(lines))
     return target

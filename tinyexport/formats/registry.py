@@ -7,9 +7,10 @@ and a runtime-only install never import torch or an unused runtime. Pure data.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -22,17 +23,29 @@ class Format:
     runtime_package: str  # what `pip install` provides the runner on a device
 
 
-FORMATS: Mapping[str, Format] = MappingProxyType({
-    f.name: f
-    for f in (
-        Format("tflite", "LiteRT (TFLite) flatbuffer with prefill_N / decode signatures and a KV cache",
-               "model.tflite", "tinyexport.converters.tflite:convert", "tinyexport.runners.tflite_runner:TFLiteRunner",
-               "ai-edge-litert"),
-        Format("onnx", "ONNX graph with past_key_values / present KV cache (Optimum / onnxruntime-genai names)",
-               "model.onnx", "tinyexport.converters.onnx:convert", "tinyexport.runners.ort_runner:ORTRunner",
-               "onnxruntime"),
-    )
-})
+FORMATS: Mapping[str, Format] = MappingProxyType(
+    {
+        f.name: f
+        for f in (
+            Format(
+                "tflite",
+                "LiteRT (TFLite) flatbuffer with prefill_N / decode signatures and a KV cache",
+                "model.tflite",
+                "tinyexport.converters.tflite:convert",
+                "tinyexport.runners.tflite_runner:TFLiteRunner",
+                "ai-edge-litert",
+            ),
+            Format(
+                "onnx",
+                "ONNX graph with past_key_values / present KV cache (Optimum / onnxruntime-genai names)",
+                "model.onnx",
+                "tinyexport.converters.onnx:convert",
+                "tinyexport.runners.ort_runner:ORTRunner",
+                "onnxruntime",
+            ),
+        )
+    }
+)
 
 
 def load_object(path: str) -> Any:

@@ -25,8 +25,8 @@ def prefill_signature(length: int) -> str:
 
 def prefill_length(signature: str) -> int | None:
     """``"prefill_64"`` -> 64; None for any other name."""
-    if signature.startswith(PREFILL_PREFIX) and signature[len(PREFILL_PREFIX):].isdigit():
-        return int(signature[len(PREFILL_PREFIX):])
+    if signature.startswith(PREFILL_PREFIX) and signature[len(PREFILL_PREFIX) :].isdigit():
+        return int(signature[len(PREFILL_PREFIX) :])
     return None
 
 

@@ -1,0 +1,60 @@
+"""Click options shared by commands: the one way every command names a model. Light imports only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from tinyexport.models.config import DEFAULT_CHECKPOINT, PRESETS
+
+
+def checkpoint_options(func: Callable | None = None, *, from_artefacts: bool = False) -> Callable:
+    """``--checkpoint / --random-weights / --seed``.
+
+    ``from_artefacts``: commands that also take ARTEFACTS default to the checkpoint their manifests name
+    (``--checkpoint`` then defaults to None and the resolver picks).
+    """
+
+    def decorate(f: Callable) -> Callable:
+        f = click.option(
+            "--seed",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Seed for --random-weights (and for random prompt ids when there is no tokenizer).",
+        )(f)
+        f = click.option(
+            "--random-weights",
+            is_flag=True,
+            help=f"Deterministic random weights of a preset's shape ({', '.join(PRESETS)}).",
+        )(f)
+        if from_artefacts:
+            return click.option(
+                "--checkpoint",
+                default=None,
+                metavar="PRESET|DIR|FILE.gguf",
+                help="Reference checkpoint [default: the one in the artefacts' manifests, else "
+                f"{DEFAULT_CHECKPOINT}]: preset name, HF model directory or GGUF file.",
+            )(f)
+        return click.option(
+            "--checkpoint",
+            default=DEFAULT_CHECKPOINT,
+            show_default=True,
+            metavar="PRESET|DIR|FILE.gguf",
+            help="Preset name, HF model directory (config.json + safetensors) or GGUF file.",
+        )(f)
+
+    return decorate(func) if func is not None else decorate
+
+
+def json_option(func: Callable) -> Callable:
+    from pathlib import Path
+
+    return click.option(
+        "--json",
+        "json_path",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Also write the report as JSON (atomically).",
+    )(func)
