@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tinyexport.generate import GenerationStats, SamplingConfig, TextStream, sample_next, stream_tokens
-from tinyexport.runners.base import greedy_generate
+from tinyexport.runners.decoding import greedy_generate
 
 from .cli_helpers import assert_bad_input, run_cli
 

@@ -14,7 +14,8 @@ from tinyexport.converters.export_config import ExportConfig
 from tinyexport.converters.pipeline import export_artefact
 from tinyexport.formats.recipes import RECIPES, recipes_for, tolerance_for
 from tinyexport.runners import open_artefact_runner
-from tinyexport.runners.base import CacheOverflowError, greedy_generate
+from tinyexport.runners.base import CacheOverflowError
+from tinyexport.runners.decoding import greedy_generate
 from tinyexport.runners.hf_runner import HFRunner
 from tinyexport.verify.parity import compare, reference_trace
 

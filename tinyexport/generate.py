@@ -7,13 +7,13 @@ incrementally (holding back an incomplete UTF-8 sequence); ``sample_next`` is gr
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from tinyexport.runners.base import Runner
+from tinyexport.runners.decoding import decode_steps
 
 
 @dataclass(frozen=True)
@@ -61,16 +61,6 @@ class GenerationStats:
         return 1000 * self.decode_seconds / steps if steps else float("nan")
 
 
-@dataclass
-class _Clock:
-    start: float = field(default_factory=time.perf_counter)
-
-    def lap(self) -> float:
-        now = time.perf_counter()
-        elapsed, self.start = now - self.start, now
-        return elapsed
-
-
 def stream_tokens(
     runner: Runner,
     prompt: np.ndarray,
@@ -83,22 +73,18 @@ def stream_tokens(
     stats = stats if stats is not None else GenerationStats()
     stops = set(stop_ids)
     rng = np.random.default_rng(sampling.seed)
-    runner.reset()
-    clock = _Clock()
-    logits = runner.prefill(prompt)[-1]
-    stats.prompt_tokens, stats.prefill_seconds = int(np.asarray(prompt).size), clock.lap()
-    stats.stop_reason = "max_new_tokens"
-    for i in range(max_new_tokens):
-        token = sample_next(logits, sampling, rng)
+    stats.prompt_tokens, stats.stop_reason = int(np.asarray(prompt).size), "max_new_tokens"
+    for step in decode_steps(
+        runner, prompt, max_new_tokens, lambda logits: sample_next(logits, sampling, rng), stop_ids=stops
+    ):
+        if step.index == 0:
+            stats.prefill_seconds = step.seconds
+        else:
+            stats.decode_seconds += step.seconds
         stats.new_tokens += 1
-        yield token
-        if token in stops:
+        yield step.token
+        if step.token in stops:
             stats.stop_reason = "eos"
-            return
-        if i + 1 < max_new_tokens:
-            clock.lap()
-            logits = runner.decode(token)
-            stats.decode_seconds += clock.lap()
 
 
 class TextStream:

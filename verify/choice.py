@@ -38,7 +38,8 @@ import numpy as np
 from tinyexport.errors import UserError
 from tinyexport.runners.base import Runner
 
-from .scoring import continuation_logits, token_logprobs
+from .metrics import token_logprobs
+from .scoring import continuation_logits
 
 LETTERS = ("A", "B", "C", "D")
 RANDOM_BASELINE = 1 / len(LETTERS)

@@ -15,7 +15,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from tinyexport.formats.recipes import Tolerance
-from tinyexport.runners.base import Runner, greedy_generate
+from tinyexport.runners.base import Runner
+from tinyexport.runners.decoding import collect, decode_steps, greedy_generate, teacher_forced
+
+from .metrics import kl_divergence, top1_matches
 
 
 @dataclass(frozen=True)
@@ -30,29 +33,12 @@ class ReferenceTrace:
 def reference_trace(runner: Runner, prompt: np.ndarray, max_new_tokens: int) -> ReferenceTrace:
     if runner.logits_positions != "all":
         raise ValueError(f"reference {runner.name} must return logits for every prompt position")
-    runner.reset()
-    prompt_logits = runner.prefill(prompt)
-    tokens: list[int] = []
-    steps = []
-    logits = prompt_logits[-1]
-    for i in range(max_new_tokens):
-        steps.append(logits)
-        tokens.append(int(np.argmax(logits)))
-        if i + 1 < max_new_tokens:
-            logits = runner.decode(tokens[-1])
-    return ReferenceTrace(runner.name, np.asarray(prompt), prompt_logits, tokens, np.stack(steps))
-
-
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64)
-    shifted = x - x.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-
-def kl_divergence(ref_logits: np.ndarray, cand_logits: np.ndarray) -> np.ndarray:
-    """KL(ref ‖ cand) per row, in nats (float64, >= 0 up to rounding)."""
-    lp, lq = log_softmax(ref_logits), log_softmax(cand_logits)
-    return np.maximum((np.exp(lp) * (lp - lq)).sum(axis=-1), 0.0)
+    prefill: list[np.ndarray] = []
+    run = collect(
+        decode_steps(runner, prompt, max_new_tokens, on_prefill=lambda logits, _s: prefill.append(logits)),
+        runner.config.vocab_size,
+    )
+    return ReferenceTrace(runner.name, np.asarray(prompt), prefill[0], run.tokens, run.step_logits)
 
 
 @dataclass(frozen=True)
@@ -83,22 +69,19 @@ def compare(
     reference: ReferenceTrace, candidate: Runner, tolerance: Tolerance, *, fmt: str, recipe: str
 ) -> ParityReport:
     """Run ``candidate`` teacher-forced on ``reference``'s tokens and measure it against the tolerance."""
-    candidate.reset()
-    prefill_logits = candidate.prefill(reference.prompt)
+    prefill: list[np.ndarray] = []
+    forced = teacher_forced(
+        candidate, reference.prompt, reference.tokens, on_prefill=lambda logits, _s: prefill.append(logits)
+    )
+    prefill_logits = prefill[0]
     rows = prefill_logits.shape[0]
-    prefill_ref = reference.prompt_logits[-rows:]
-    choices = [int(np.argmax(prefill_logits[-1]))]
-    decode_ref, decode_cand = [], []
-    for i, token in enumerate(reference.tokens[:-1]):
-        logits = candidate.decode(token)
-        decode_ref.append(reference.step_logits[i + 1])
-        decode_cand.append(logits)
-        choices.append(int(np.argmax(logits)))
-    ref_rows = np.concatenate([prefill_ref] + ([np.stack(decode_ref)] if decode_ref else []))
-    cand_rows = np.concatenate([prefill_logits] + ([np.stack(decode_cand)] if decode_cand else []))
+    choices = [int(c) for c in forced.step_logits.argmax(-1)]
+    # compared positions: the prompt rows the prefill returned, then every decode step (steps 1..N-1)
+    ref_rows = np.concatenate([reference.prompt_logits[-rows:], reference.step_logits[1:]])
+    cand_rows = np.concatenate([prefill_logits, forced.step_logits[1:]])
     diff = np.abs(ref_rows.astype(np.float64) - cand_rows.astype(np.float64))
     kl = kl_divergence(ref_rows, cand_rows)
-    top1 = float(np.mean(ref_rows.argmax(-1) == cand_rows.argmax(-1)))
+    top1 = float(np.mean(top1_matches(ref_rows, cand_rows)))
 
     mismatch = [i for i, (a, b) in enumerate(zip(choices, reference.tokens)) if a != b]
     first_div = mismatch[0] if mismatch else None

@@ -20,8 +20,9 @@ import numpy as np
 
 from tinyexport.runners.base import Runner
 
+from .metrics import ROW_CHUNK, kl_from_logprobs, log_softmax, nll_of
 from .reference_store import ReferenceStore, ReferenceWriter
-from .scoring import ROW_CHUNK, continuation_logits, log_softmax64
+from .scoring import continuation_logits
 from .windows import SlidingWindow
 
 Progress = Callable[[int], None]
@@ -69,11 +70,11 @@ def score_text(
         else:
             for start in range(0, len(targets), ROW_CHUNK):
                 stop = min(start + ROW_CHUNK, len(targets))
-                lq = log_softmax64(logits[start:stop])
-                nll[offset + start : offset + stop] = -lq[np.arange(stop - start), targets[start:stop]]
+                lq = log_softmax(logits[start:stop])
+                nll[offset + start : offset + stop] = nll_of(lq, targets[start:stop])
                 if reference is not None:
                     lp = reference.reference_logprobs(offset + start, offset + stop)
-                    kl[offset + start : offset + stop] = np.maximum((np.exp(lp) * (lp - lq)).sum(axis=-1), 0.0)
+                    kl[offset + start : offset + stop] = kl_from_logprobs(lp, lq)
                     top1[offset + start : offset + stop] = (
                         np.argmax(logits[start:stop], axis=-1) == reference.top1[offset + start : offset + stop]
                     )

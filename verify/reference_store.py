@@ -33,7 +33,7 @@ import numpy as np
 from tinyexport.atomic import atomic_directory
 from tinyexport.errors import UserError
 
-from .scoring import ROW_CHUNK, log_softmax64
+from .metrics import ROW_CHUNK, kl_from_logprobs, log_softmax, nll_of
 
 STORE_VERSION = 1
 STORE_DIR = "eval-reference"
@@ -56,7 +56,7 @@ class Precision:
     def decode(self, stored: np.ndarray) -> np.ndarray:
         """Stored rows -> renormalised float64 log-probs."""
         raw = -stored.astype(np.float64) * FIXED16_STEP if self.name == "fixed16" else stored.astype(np.float64)
-        return log_softmax64(raw)
+        return log_softmax(raw)
 
 
 PRECISIONS: dict[str, Precision] = {
@@ -181,13 +181,13 @@ class ReferenceWriter:
         for start in range(0, n, ROW_CHUNK):
             stop = min(start + ROW_CHUNK, n)
             rows = slice(self.filled + start, self.filled + stop)
-            exact = log_softmax64(logits[start:stop])
+            exact = log_softmax(logits[start:stop])
             stored = self.precision.encode(exact)
             self._file.write(np.ascontiguousarray(stored).tobytes())
             approx = self.precision.decode(stored)
-            self.resolution[rows] = np.maximum((np.exp(approx) * (approx - exact)).sum(axis=-1), 0.0)
+            self.resolution[rows] = kl_from_logprobs(approx, exact)
             self.top1[rows] = np.argmax(logits[start:stop], axis=-1)
-            self.nll[rows] = -exact[np.arange(stop - start), targets[start:stop]]
+            self.nll[rows] = nll_of(exact, targets[start:stop])
         self.filled += n
         return self.nll[self.filled - n : self.filled]
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyexport.runners.base import Runner
-
-ROW_CHUNK = 128  # rows per float64 log-softmax (bounds temporaries to ROW_CHUNK x vocab x 8 bytes)
+from tinyexport.runners.decoding import teacher_forced
 
 
 def continuation_logits(runner: Runner, context: np.ndarray, continuation: np.ndarray) -> np.ndarray:
@@ -23,28 +22,8 @@ def continuation_logits(runner: Runner, context: np.ndarray, continuation: np.nd
     continuation = np.asarray(continuation, dtype=np.int64)
     if context.size == 0 or continuation.size == 0:
         raise ValueError("scoring needs a non-empty context and continuation")
-    runner.reset()
     if runner.logits_positions == "all":
+        runner.reset()
         logits = runner.prefill(np.concatenate([context, continuation[:-1]]))
         return logits[context.size - 1 :]
-    rows = [runner.prefill(context)[-1]]
-    for token in continuation[:-1]:
-        rows.append(runner.decode(int(token)))
-    return np.stack(rows)
-
-
-def log_softmax64(logits: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax in float64."""
-    x = np.asarray(logits, dtype=np.float64)
-    x = x - x.max(axis=-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
-
-
-def token_logprobs(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """log p(target_i) under row i of ``logits``, float64, computed in row chunks."""
-    out = np.empty(len(targets), dtype=np.float64)
-    for start in range(0, len(targets), ROW_CHUNK):
-        stop = start + ROW_CHUNK
-        lp = log_softmax64(logits[start:stop])
-        out[start:stop] = lp[np.arange(lp.shape[0]), targets[start:stop]]
-    return out
+    return teacher_forced(runner, context, continuation.tolist()).step_logits

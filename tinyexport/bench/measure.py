@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from tinyexport.runners.base import Runner
+from tinyexport.runners.decoding import decode_steps
 
 from .stats import Spread
 
@@ -73,35 +74,26 @@ class RunTiming:
 
 
 def run_once(runner: Runner, prompt: np.ndarray, new_tokens: int) -> RunTiming:
-    runner.reset()
+    """Greedy: the first token from the prefill (TTFT includes choosing it), the rest decoded."""
+    runner.reset()  # outside the timed region: clearing a fixed cache is not part of the request
     start = time.perf_counter()
-    logits = runner.prefill(prompt)
-    prefilled = time.perf_counter()
-    token = int(np.argmax(logits[-1]))
-    first = time.perf_counter()
-    tokens, steps = [token], []
-    for _ in range(new_tokens - 1):
-        t0 = time.perf_counter()
-        token = int(np.argmax(runner.decode(token)))
-        steps.append(time.perf_counter() - t0)
-        tokens.append(token)
-    return RunTiming(first - start, prefilled - start, steps, tokens)
+    steps = decode_steps(runner, prompt, new_tokens, reset=False)
+    first = next(steps)
+    ttft = time.perf_counter() - start
+    rest = list(steps)
+    return RunTiming(ttft, first.seconds, [s.seconds for s in rest], [first.token] + [s.token for s in rest])
 
 
 def decode_at_fill(runner: Runner, filler: np.ndarray, fill: int, chunk: int) -> list[float]:
     """Per-step decode times for ``CONTEXT_STEPS`` steps ending with ``fill`` tokens in the cache."""
     runner.reset()
     start_fill = fill - CONTEXT_STEPS
-    logits = None
-    for lo in range(0, start_fill, chunk):
-        logits = runner.prefill(filler[lo : min(lo + chunk, start_fill)])
-    token = int(np.argmax(logits[-1]))
-    steps = []
-    for _ in range(CONTEXT_STEPS):
-        t0 = time.perf_counter()
-        token = int(np.argmax(runner.decode(token)))
-        steps.append(time.perf_counter() - t0)
-    return steps
+    starts = list(range(0, start_fill, chunk))
+    for lo in starts[:-1]:
+        runner.prefill(filler[lo : lo + chunk])
+    last = filler[starts[-1] : start_fill]
+    steps = decode_steps(runner, last, CONTEXT_STEPS + 1, reset=False)
+    return [s.seconds for s in steps if s.index > 0]
 
 
 def measure(runner: Runner, settings: BenchSettings) -> dict[str, Any]:

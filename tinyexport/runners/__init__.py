@@ -13,9 +13,19 @@ from tinyexport.artefact import Artefact, load_artefact
 from tinyexport.errors import UserError
 from tinyexport.formats.registry import FORMATS, load_object
 
-from .base import CacheOverflowError, Generation, Runner, greedy_generate
+from .base import CacheOverflowError, Runner
+from .decoding import Generation, Step, decode_steps, greedy_generate, teacher_forced
 
-__all__ = ["CacheOverflowError", "Generation", "Runner", "greedy_generate", "open_artefact_runner"]
+__all__ = [
+    "CacheOverflowError",
+    "Generation",
+    "Runner",
+    "Step",
+    "decode_steps",
+    "greedy_generate",
+    "open_artefact_runner",
+    "teacher_forced",
+]
 
 
 class RuntimeMissingError(UserError, ImportError):

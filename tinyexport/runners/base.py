@@ -8,7 +8,6 @@ the last position otherwise; ``decode`` returns (V,).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -49,28 +48,3 @@ def as_tokens(tokens: np.ndarray | list[int]) -> np.ndarray:
     if arr.size == 0:
         raise ValueError("prefill needs at least one token")
     return arr
-
-
-@dataclass(frozen=True)
-class Generation:
-    tokens: list[int]  # generated ids (prompt excluded)
-    step_logits: np.ndarray  # (n, V): logits that chose each generated token
-
-
-def greedy_generate(
-    runner: Runner, prompt: np.ndarray, max_new_tokens: int, eos_token_id: int | None = None
-) -> Generation:
-    """Reset, prefill ``prompt``, then greedily decode up to ``max_new_tokens`` tokens."""
-    runner.reset()
-    logits = runner.prefill(prompt)[-1]
-    tokens: list[int] = []
-    steps: list[np.ndarray] = []
-    for i in range(max_new_tokens):
-        steps.append(logits)
-        nxt = int(np.argmax(logits))
-        tokens.append(nxt)
-        if eos_token_id is not None and nxt == eos_token_id:
-            break
-        if i + 1 < max_new_tokens:
-            logits = runner.decode(nxt)
-    return Generation(tokens, np.stack(steps) if steps else np.zeros((0, runner.config.vocab_size), np.float32))
