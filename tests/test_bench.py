@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
+import torch
 
 from tinyexport.bench.csvlog import CSV_COLUMNS, append_rows, csv_rows
 from tinyexport.bench.measure import bench_tokens
 from tinyexport.bench.roofline import MemoryModel, decode_bound
+from tinyexport.bench.stats import Spread
 from tinyexport.models.config import SMOLLM2_135M, TINY, TINYLLAMA_1_1B
 
 from .cli_helpers import assert_bad_input, run_cli
@@ -59,37 +62,34 @@ def test_every_field_with_sane_relations(bench_run):
     weights_bytes = sum(f.stat().st_size for f in ckpt_dir.glob("*.safetensors"))
     for cand in doc["candidates"]:
         assert cand["error"] is None
-        for key in SPREADS:
-            s = cand[key]
-            assert 0 < s["p10"] <= s["median"] <= s["p90"], (cand["name"], key, s)
+        assert all(cand[key]["p10"] > 0 for key in SPREADS), cand["name"]
         assert cand["ttft_ms"]["median"] >= cand["prefill_ms"]["median"] > 0  # TTFT = prefill + picking the token
-        # tok/s and ms/token are two views of the same per-repeat means
-        assert cand["decode_tok_s"]["median"] == pytest.approx(1e3 / cand["decode_ms_per_token"]["median"], rel=1e-9)
-        assert cand["prefill_tok_s"]["median"] == pytest.approx(PROMPT * 1e3 / cand["prefill_ms"]["median"], rel=1e-9)
         assert cand["load_s"] > 0 and cand["import_s"] >= 0
         assert cand["peak_rss_mb"] >= cand["peak_rss_after_load_mb"] > 0
         assert cand["size_bytes"] == weights_bytes
         assert cand["deterministic"] and len(cand["generated"]) == NEW
         assert [p["context"] for p in cand["contexts"]] == list(CONTEXTS)
         for point in cand["contexts"]:
-            assert 0 < point["decode_tok_s"]["p10"] <= point["decode_tok_s"]["median"] <= point["decode_tok_s"]["p90"]
-            assert point["bound_tok_s"] > 0 and point["fraction"] > 0
+            assert point["decode_tok_s"]["p10"] > 0 and point["fraction"] > 0
         # A growing cache reads more at a fuller cache: the bound falls with the fill.
         assert cand["contexts"][0]["bound_tok_s"] > cand["contexts"][1]["bound_tok_s"]
         roof = cand["roofline"]
         assert roof["cache_kind"] == "growing"
-        assert roof["decode"]["fraction"] == pytest.approx(
-            cand["decode_tok_s"]["median"] / roof["decode"]["bound_tok_s"]
-        )
-        assert roof["prefill"]["fraction"] == pytest.approx(
-            cand["prefill_tok_s"]["median"] / roof["prefill"]["bound_tok_s"]
-        )
+        # The decode bound by hand: fp32 tiny model, every weight but the untied embedding's unused rows,
+        # plus K and V of the filled slots (prompt .. prompt + NEW - 2 at the start of each step).
+        c = TINY
+        per_slot = 2 * c.num_layers * c.num_kv_heads * c.head_dim * 4
+        weights = weights_bytes * (c.num_parameters() - (c.vocab_size - 1) * c.hidden_size) / c.num_parameters()
+        mean_slots = sum(f + 1 for f in range(PROMPT, PROMPT + NEW - 1)) / (NEW - 1)
+        by_hand = doc["probes"]["bandwidth_gb_s"] * 1e9 / (weights + mean_slots * per_slot)
+        assert roof["decode"]["bound_tok_s"] == pytest.approx(by_hand, rel=1e-9)
     torch_c, hf_c = doc["candidates"]
     assert torch_c["generated"] == hf_c["generated"]  # same prompt ids, same greedy continuation (fp32 parity)
     assert doc["settings"]["threads"] == 1 and doc["probes"]["threads"] == 1
     assert doc["probes"]["bandwidth_gb_s"] > 0 and doc["probes"]["matmul_gflops"] > 0
-    for key in ("cpu_model", "cores", "ram_gb", "os", "runtime_versions", "git_commit", "tinyexport_version"):
-        assert key in doc["machine"]
+    machine = doc["machine"]
+    assert machine["cores"] == len(os.sched_getaffinity(0)) and machine["ram_gb"] > 1
+    assert machine["runtime_versions"]["torch"] == torch.__version__ and machine["tinyexport_version"]
     assert "torch:standard" in bench_run["stdout"] and "decode tok/s vs cache fill" in bench_run["stdout"]
 
 
@@ -103,7 +103,7 @@ def test_csv_log_rows_and_schema(bench_run, tmp_path):
     for row, cand in zip(rows, doc["candidates"]):
         assert row["git_commit"] == doc["machine"]["git_commit"] and row["cpu_model"] == doc["machine"]["cpu_model"]
         assert int(row["size_bytes"]) == cand["size_bytes"] and row["recipe"] == "fp32"
-        assert float(row["decode_tok_s_p10"]) <= float(row["decode_tok_s_median"]) <= float(row["decode_tok_s_p90"])
+        assert float(row["decode_tok_s_median"]) == pytest.approx(cand["decode_tok_s"]["median"], rel=1e-6)
         assert row["context_decode_tok_s"].startswith(f"{CONTEXTS[0]}:")
         assert "torch=" in row["runtime_versions"]
         assert all(row[c] != "" for c in CSV_COLUMNS)
@@ -134,8 +134,17 @@ def test_fixed_cache_reads_every_slot_growing_reads_the_filled_ones():
     # Untied embedding table: only one row is gathered per token.
     untied = MemoryModel(TINYLLAMA_1_1B, 4 * TINYLLAMA_1_1B.num_parameters(), "growing", capacity=2048)
     assert untied.weight_bytes_per_token == pytest.approx(4 * (TINYLLAMA_1_1B.num_parameters() - 32000 * 2048 + 2048))
-    bound = decode_bound(growing, range(128, 192), 10.0)
-    assert bound["bound_tok_s"] == pytest.approx(10e9 / growing.mean_bytes_per_token(range(128, 192)))
+    bound = decode_bound(growing, range(128, 192), 10.0)  # steps start at fills 128..191: 129..192 slots read
+    assert bound["bound_tok_s"] == pytest.approx(10e9 / (size + 160.5 * per_slot))
+
+
+def test_spread_percentiles_by_hand():
+    s = Spread.of([5.0, 1.0, 3.0, 2.0, 4.0])  # sorted 1..5: linear interpolation at ranks 0.4, 2, 3.6
+    assert (s.p10, s.median, s.p90) == pytest.approx((1.4, 3.0, 4.6))
+    inv = s.map(lambda ms: 1e3 / ms)  # ms/token -> tok/s: a decreasing map swaps the tails
+    assert (inv.p10, inv.median, inv.p90) == pytest.approx((1e3 / 4.6, 1e3 / 3.0, 1e3 / 1.4))
+    with pytest.raises(ValueError):
+        Spread.of([])
 
 
 def test_foreign_csv_header_is_refused_before_work(tmp_path):

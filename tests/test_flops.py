@@ -12,7 +12,7 @@ from tinyexport.flops import LAYER_COMPONENTS, MATMUL_COMPONENTS, counted_matmul
 from tinyexport.models.config import TINY, TINYLLAMA_1_1B
 
 from .cli_helpers import assert_bad_input, run_cli
-from .conftest import TINY_VARIANTS
+from .tiny_models import TINY_VARIANTS
 
 # TINY: hidden 64, intermediate 128, 2 layers, 4 query / 2 KV heads, head_dim 16, vocab 256; 8 tokens.
 # Written out by hand, term by term (multiply-add = 2 FLOPs):

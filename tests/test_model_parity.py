@@ -11,7 +11,7 @@ from tinyexport.models.loading import build_model
 from tinyexport.models.weights import hf_to_ours
 
 from .bounds import FLASH_VS_STANDARD_DECODE_MAX_ABS, FLASH_VS_STANDARD_PREFILL_MAX_ABS, REIMPL_TINY_MAX_ABS
-from .conftest import TINY_VARIANTS, hf_llama
+from .tiny_models import TINY_VARIANTS, hf_llama
 
 SEQ = 37  # not a multiple of any flash block size used below
 

@@ -19,7 +19,7 @@ from tinyexport.runners.decoding import greedy_generate
 from tinyexport.runners.hf_runner import HFRunner
 from tinyexport.verify.parity import compare, reference_trace
 
-from .conftest import TINY_VARIANTS, save_hf_checkpoint
+from .tiny_models import TINY_VARIANTS, save_hf_checkpoint
 
 ONNX_RECIPES = recipes_for("onnx")
 CACHE = 64  # kv_cache_max_len of the tiny artefacts

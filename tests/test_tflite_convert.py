@@ -11,7 +11,7 @@ from tinyexport.converters.export_config import ExportConfig
 from tinyexport.formats.recipes import RECIPES, recipes_for, tolerance_for
 from tinyexport.models.config import TINY
 
-from .conftest import save_hf_checkpoint
+from .tiny_models import save_hf_checkpoint
 
 S = 16  # a small cache, so the end of the cache is reachable in a test
 PROMPT = np.random.default_rng(7).integers(0, TINY.vocab_size, S, dtype=np.int64)

@@ -13,7 +13,7 @@ from tinyexport.models.config import TINY, UnsupportedModelError, config_from_hf
 from tinyexport.models.loading import load_model
 from tinyexport.models.weights import WeightsError, load_hf_weights, name_table, ours_to_hf, read_gguf
 
-from .conftest import TINY_VARIANTS, hf_llama, save_hf_checkpoint
+from .tiny_models import TINY_VARIANTS, hf_llama, save_hf_checkpoint
 
 
 def test_hf_dir_round_trip(tiny_hf_dir, tmp_path):

@@ -1,16 +1,28 @@
-"""Turning what the user named (a checkpoint spec, artefact directories, a prompt) into resolved
-inputs: the one place that opens checkpoints and artefacts for every command."""
+"""The one resolver: what the user named (a checkpoint spec, artefact directories, a prompt) becomes
+resolved inputs, checked once, for verify, eval, bench and generate alike.
+
+``resolve`` reads each artefact's manifest once and hashes each of its files once (``load_artefact``),
+finds the reference checkpoint (``--checkpoint`` or the one the manifests name, whose fingerprint must
+still match), and applies one policy to every candidate: same model shape as the reference, and when
+the reference has a tokenizer every artefact carries the same vocabulary. ``Candidate`` is plain data
+(it crosses process boundaries for bench) that opens the right Runner.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tinyexport.artefact import Artefact, load_artefact
 from tinyexport.errors import UserError
+from tinyexport.models.config import DEFAULT_CHECKPOINT, ModelConfig
 
 DEFAULT_PROMPT = "In a quiet village at the foot of the mountains, an old clockmaker discovered that"
+KINDS = ("hf", "torch", "artefact")
 
 
 def open_checkpoint(spec: str, random_weights: bool = False, seed: int = 0):
@@ -21,22 +33,227 @@ def open_checkpoint(spec: str, random_weights: bool = False, seed: int = 0):
     return resolve_checkpoint(spec, cache=cache_dir(), random_weights=random_weights, seed=seed)
 
 
-def prompt_ids(
-    tokenizer_dir: Path | None, prompt: str | None, prompt_tokens: int | None, seed: int, vocab_size: int
-) -> tuple[np.ndarray, Any]:
-    """Prompt ids from text (needs a tokenizer) or ``prompt_tokens`` deterministic random ids.
+@dataclass(frozen=True)
+class CheckpointRef:
+    """How to re-resolve a checkpoint (recorded in manifests)."""
 
-    Returns (ids, tokenizer-or-None).
+    spec: str
+    random_weights: bool = False
+    seed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"spec": self.spec, "random_weights": self.random_weights, "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One thing to compare: transformers (``hf``), our model (``torch`` + attention) or an artefact."""
+
+    kind: str
+    attention: str = "standard"  # torch only
+    flash_block_size: int = 128  # torch only
+    artefact: Artefact | None = field(default=None, compare=False)  # artefact only
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS or (self.kind == "artefact") != (self.artefact is not None):
+            raise ValueError(f"bad candidate kind {self.kind!r} (artefact given: {self.artefact is not None})")
+
+    @property
+    def label(self) -> str:
+        if self.kind == "torch":
+            return f"torch:{self.attention}"
+        return self.artefact.name if self.artefact is not None else self.kind
+
+    @property
+    def format(self) -> str:
+        return self.artefact.format if self.artefact is not None else self.kind
+
+    @property
+    def recipe(self) -> str:
+        return self.artefact.recipe if self.artefact is not None else "fp32"
+
+    def open(self, checkpoint: Any = None, *, max_len: int = 2048, **runner_options: Any):
+        """The Runner; ``checkpoint`` (a resolved Checkpoint) is needed for hf/torch."""
+        if self.artefact is not None:
+            from tinyexport.runners import open_artefact_runner
+
+            return open_artefact_runner(self.artefact, **runner_options)
+        if checkpoint is None:
+            raise ValueError(f"candidate {self.label} needs a checkpoint")
+        if self.kind == "hf":
+            from tinyexport.runners.hf_runner import HFRunner
+
+            return HFRunner.from_checkpoint(checkpoint, max_len=max_len)
+        from tinyexport.runners.torch_runner import TorchRunner
+
+        return TorchRunner.from_checkpoint(
+            checkpoint, attention=self.attention, max_len=max_len, flash_block_size=self.flash_block_size
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """For a bench worker process: the artefact by path (the parent already checked its hashes)."""
+        path = None if self.artefact is None else str(self.artefact.path)
+        return {"kind": self.kind, "attention": self.attention, "flash_block_size": self.flash_block_size, "path": path}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Candidate:
+        path = data.get("path")
+        artefact = None if path is None else load_artefact(Path(path), check_hashes=False)
+        return cls(data["kind"], data.get("attention", "standard"), int(data.get("flash_block_size", 128)), artefact)
+
+
+REFERENCE = Candidate("hf")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a command works on, resolved and checked."""
+
+    checkpoint: Any  # tinyexport.models.checkpoint.Checkpoint, or None when no command needs it
+    tokenizer: Any  # tinyexport.tokenizer.Tokenizer, or None (random-weight checkpoints have none)
+    artefacts: tuple[Artefact, ...]
+    candidates: tuple[Candidate, ...]  # the reference excluded
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.checkpoint.config if self.checkpoint is not None else self.artefacts[0].config
+
+    @property
+    def name(self) -> str:
+        if self.checkpoint is not None:
+            return self.checkpoint.name
+        return str(self.artefacts[0].manifest.get("source", {}).get("name", self.artefacts[0].name))
+
+    def check_capacity(self, needed: int, what: str, fix: str) -> None:
+        """Refuse if ``needed`` tokens exceed the model's positions or any artefact's KV cache.
+        ``fix`` may use ``{limit}``."""
+        if self.checkpoint is not None:
+            limit = self.checkpoint.config.max_position_embeddings
+            if needed > limit:
+                raise UserError(
+                    f"{what} needs {needed} tokens, more than max_position_embeddings ({limit}) "
+                    f"of {self.checkpoint.name}; {fix.format(limit=limit)}"
+                )
+        for art in self.artefacts:
+            if needed > art.kv_cache_max_len:
+                raise UserError(
+                    f"{what} needs {needed} tokens, more than the KV cache of {art.name} "
+                    f"({art.kv_cache_max_len}); {fix.format(limit=art.kv_cache_max_len)}"
+                )
+
+
+def resolve(
+    artefact_paths: Sequence[Path] = (),
+    *,
+    checkpoint: str | None = None,
+    random_weights: bool = False,
+    seed: int = 0,
+    attentions: Sequence[str] = (),
+    default_attentions: Sequence[str] = (),
+    flash_block_size: int = 128,
+    need_checkpoint: bool = True,
+    need_tokenizer: bool = False,
+) -> Inputs:
+    """Resolve and check every input before any model loads (bad input raises ``UserError``).
+
+    ``attentions``: our model as candidates; without them and without artefacts, ``default_attentions``.
+    ``need_checkpoint``: resolve the reference checkpoint (artefact-only commands skip it: no torch).
+    ``need_tokenizer``: refuse inputs without a tokenizer (text evaluation, generation).
     """
-    tokenizer = None
-    if tokenizer_dir is not None:
-        from tinyexport.tokenizer import Tokenizer
+    arts = tuple(load_artefact(p) for p in artefact_paths)  # each manifest read, each file hashed, once
+    names = [a.name for a in arts]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(f"artefact name(s) {twice} given twice; each candidate is reported by its directory name")
+    ckpt = None
+    if need_checkpoint or not arts:
+        ckpt = _reference_checkpoint(arts, checkpoint, random_weights, seed)
+    config = ckpt.config if ckpt is not None else arts[0].config
+    reference_name = ckpt.name if ckpt is not None else arts[0].name
+    for art in arts:
+        if art.config != config:
+            raise UserError(
+                f"{art.name} was exported from a different model shape than {reference_name}; "
+                "pass the matching --checkpoint (or compare one model's artefacts at a time)"
+            )
+    tokenizer = _tokenizer(ckpt, arts, need_tokenizer)
+    for art in arts:
+        check_same_vocabulary(tokenizer, art)
+    chosen = attentions or (() if arts else tuple(default_attentions))
+    candidates = [Candidate("torch", a, flash_block_size) for a in dict.fromkeys(chosen)]
+    candidates += [Candidate("artefact", artefact=a) for a in arts]
+    return Inputs(ckpt, tokenizer, arts, tuple(candidates))
 
-        tokenizer = Tokenizer(tokenizer_dir)
+
+def _reference_checkpoint(arts: Sequence[Artefact], override: str | None, random_weights: bool, seed: int):
+    """``override``, or the checkpoint the artefacts' manifests name (all the same, still unchanged)."""
+    if override is not None or not arts:
+        if arts and len({a.manifest.get("source", {}).get("fingerprint") for a in arts}) > 1:
+            raise UserError(_DIFFERENT_SOURCES)
+        return open_checkpoint(override or DEFAULT_CHECKPOINT, random_weights, seed)
+    sources = [a.manifest.get("source", {}) for a in arts]
+    if len({s.get("fingerprint") for s in sources}) > 1:
+        raise UserError(_DIFFERENT_SOURCES)
+    src = sources[0]
+    ref = CheckpointRef(src.get("spec", ""), bool(src.get("random_weights", False)), int(src.get("seed", 0)))
+    if not ref.spec:
+        raise UserError(f"{arts[0].path}/manifest.json names no source checkpoint; pass --checkpoint")
+    ckpt = open_checkpoint(ref.spec, ref.random_weights, ref.seed)
+    recorded = src.get("fingerprint")
+    if recorded and ckpt.fingerprint() != recorded:
+        raise UserError(
+            f"checkpoint {ref.spec!r} changed since {arts[0].name} was converted "
+            "(fingerprint differs); pass --checkpoint to compare against it anyway"
+        )
+    return ckpt
+
+
+_DIFFERENT_SOURCES = (
+    "the artefacts come from different checkpoints (source fingerprints differ); "
+    "give one checkpoint's artefacts at a time"
+)
+
+
+def _tokenizer(ckpt: Any, arts: Sequence[Artefact], required: bool):
+    from tinyexport.tokenizer import Tokenizer
+
+    directory = ckpt.tokenizer_dir if ckpt is not None else arts[0].tokenizer_dir
+    if directory is None:
+        if required:
+            what = f"checkpoint {ckpt.name}" if ckpt is not None else arts[0].name
+            raise UserError(
+                f"{what} has no tokenizer (tokenizer.json), and this command works on text; "
+                "pass a checkpoint (or artefact) that carries its tokenizer"
+            )
+        return None
+    return Tokenizer(directory)
+
+
+def check_same_vocabulary(tokenizer: Any, art: Artefact) -> None:
+    """One policy for every command: when the reference has a tokenizer, an artefact must carry the
+    same vocabulary (logits, KL and perplexity across vocabularies are meaningless)."""
+    from tinyexport.tokenizer import Tokenizer
+
+    if tokenizer is None:
+        return
+    if art.tokenizer_dir is None:
+        raise UserError(
+            f"{art.name} carries no tokenizer.json, so it cannot be shown to share the reference's "
+            "vocabulary; re-export it from a checkpoint with a tokenizer"
+        )
+    if Tokenizer(art.tokenizer_dir).vocab_fingerprint() != tokenizer.vocab_fingerprint():
+        raise UserError(
+            f"{art.name} carries a different tokenizer than the reference checkpoint; "
+            "comparing across vocabularies is meaningless: compare artefacts of one checkpoint"
+        )
+
+
+def prompt_ids(tokenizer: Any, prompt: str | None, prompt_tokens: int | None, seed: int, vocab_size: int) -> np.ndarray:
+    """Prompt ids from text (needs a tokenizer) or ``prompt_tokens`` deterministic random ids."""
     if prompt_tokens is not None:
         if prompt_tokens <= 0:
             raise UserError(f"--prompt-tokens must be positive, got {prompt_tokens}")
-        return np.random.default_rng(seed).integers(0, vocab_size, prompt_tokens, dtype=np.int64), tokenizer
+        return np.random.default_rng(seed).integers(0, vocab_size, prompt_tokens, dtype=np.int64)
     if tokenizer is None:
         raise UserError(
             "this checkpoint has no tokenizer (tokenizer.json); pass --prompt-tokens N for random prompt ids"
@@ -44,4 +261,4 @@ def prompt_ids(
     ids = tokenizer.encode(prompt if prompt is not None else DEFAULT_PROMPT)
     if ids.size == 0:
         raise UserError("the prompt encodes to no tokens; pass a non-empty --prompt")
-    return ids, tokenizer
+    return ids

@@ -17,42 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from tinyexport.artefact import Artefact, load_artefact
-from tinyexport.candidates import CandidateSpec, checkpoint_for_artefacts, open_candidate
 from tinyexport.errors import UserError
-from tinyexport.models.config import DEFAULT_CHECKPOINT
 from tinyexport.progress import UnitProgress
-from tinyexport.tokenizer import Tokenizer
+from tinyexport.resolve import REFERENCE, Candidate, Inputs, resolve
 from tinyexport.verify.choice import SCORINGS, ChoiceResult, encode_question, evaluate_choice, load_questions
 from tinyexport.verify.quality import QualityRow, logits_path, reference_scores, score_text, summarize
 from tinyexport.verify.reference_store import ReferenceKey, ReferenceStore, reference_writer
 from tinyexport.verify.textfile import EvalText
 from tinyexport.verify.windows import SlidingWindow
-
-REFERENCE = CandidateSpec("hf")
-
-
-@dataclass(frozen=True)
-class EvalSetup:
-    checkpoint: Any  # tinyexport.models.checkpoint.Checkpoint
-    tokenizer: Tokenizer
-    artefacts: tuple[Artefact, ...]
-    candidates: tuple[CandidateSpec, ...]  # the reference excluded
-
-    def check_capacity(self, needed: int, what: str, fix: str) -> None:
-        """Refuse if ``needed`` tokens exceed the model's positions or any artefact's KV cache."""
-        limit = self.checkpoint.config.max_position_embeddings
-        if needed > limit:
-            raise UserError(
-                f"{what} needs {needed} tokens, more than max_position_embeddings ({limit}) "
-                f"of {self.checkpoint.name}; {fix.format(limit=limit)}"
-            )
-        for art in self.artefacts:
-            if needed > art.kv_cache_max_len:
-                raise UserError(
-                    f"{what} needs {needed} tokens, more than the KV cache of {art.name} "
-                    f"({art.kv_cache_max_len}); {fix.format(limit=art.kv_cache_max_len)}"
-                )
 
 
 def prepare(
@@ -62,49 +34,23 @@ def prepare(
     seed: int,
     attentions: Sequence[str],
     flash_block_size: int,
-) -> EvalSetup:
-    from tinyexport.resolve import open_checkpoint
-
-    arts = tuple(load_artefact(p) for p in artefact_paths)  # refuses missing/tampered dirs before any work
-    if arts:
-        ckpt = checkpoint_for_artefacts([a.path for a in arts], checkpoint, random_weights, seed)
-    else:
-        ckpt = open_checkpoint(checkpoint or DEFAULT_CHECKPOINT, random_weights, seed)
-    if ckpt.tokenizer_dir is None:
-        raise UserError(
-            f"checkpoint {ckpt.name} has no tokenizer (tokenizer.json); evaluating on text needs one: "
-            "pass a checkpoint directory that carries its tokenizer"
-        )
-    tokenizer = Tokenizer(ckpt.tokenizer_dir)
-    for art in arts:
-        if art.config != ckpt.config:
-            raise UserError(
-                f"{art.name} was exported from a different model shape than {ckpt.name}; pass the matching --checkpoint"
-            )
-        check_same_vocabulary(tokenizer, art)
-    chosen = attentions or (() if arts else ("standard",))
-    specs = [CandidateSpec("torch", attention=a, flash_block_size=flash_block_size) for a in chosen]
-    specs += [CandidateSpec("artefact", path=str(a.path)) for a in arts]
-    return EvalSetup(ckpt, tokenizer, arts, tuple(specs))
+) -> Inputs:
+    """The resolved inputs of an evaluation: text needs a tokenizer; our model (standard) by default."""
+    return resolve(
+        artefact_paths,
+        checkpoint=checkpoint,
+        random_weights=random_weights,
+        seed=seed,
+        attentions=attentions,
+        default_attentions=("standard",),
+        flash_block_size=flash_block_size,
+        need_tokenizer=True,
+    )
 
 
-def check_same_vocabulary(tokenizer: Tokenizer, art: Artefact) -> None:
-    """KL and perplexity across different vocabularies are meaningless: refuse, or if unknown, refuse too."""
-    if art.tokenizer_dir is None:
-        raise UserError(
-            f"{art.name} carries no tokenizer.json, so it cannot be shown to share the reference's "
-            "vocabulary; re-export it from a checkpoint with a tokenizer"
-        )
-    if Tokenizer(art.tokenizer_dir).vocab_fingerprint() != tokenizer.vocab_fingerprint():
-        raise UserError(
-            f"{art.name} carries a different tokenizer than the reference checkpoint; "
-            "KL and perplexity across vocabularies are meaningless: compare artefacts of one checkpoint"
-        )
-
-
-def _open(spec: CandidateSpec, setup: EvalSetup, max_len: int) -> tuple[Any, float]:
+def _open(candidate: Candidate, setup: Inputs, max_len: int) -> tuple[Any, float]:
     start = time.perf_counter()
-    runner = open_candidate(spec, setup.checkpoint, max_len=max_len)
+    runner = candidate.open(setup.checkpoint, max_len=max_len)
     return runner, time.perf_counter() - start
 
 
@@ -139,7 +85,7 @@ class PerplexityReport:
         }
 
 
-def encode_text(setup: EvalSetup, text: EvalText, protocol: SlidingWindow, max_tokens: int | None) -> np.ndarray:
+def encode_text(setup: Inputs, text: EvalText, protocol: SlidingWindow, max_tokens: int | None) -> np.ndarray:
     ids = setup.tokenizer.encode(text.text)
     total = ids.size
     if max_tokens is not None:
@@ -154,7 +100,7 @@ def encode_text(setup: EvalSetup, text: EvalText, protocol: SlidingWindow, max_t
 
 
 def run_perplexity(
-    setup: EvalSetup,
+    setup: Inputs,
     text: EvalText,
     text_source: str,
     protocol: SlidingWindow,
@@ -194,7 +140,7 @@ def run_perplexity(
         rows.append(ref_row)
         for spec in setup.candidates:
             runner, load_s = _open(spec, setup, protocol.window)
-            fmt, recipe = spec.format_and_recipe()
+            fmt, recipe = spec.format, spec.recipe
             scores = score_text(
                 runner,
                 ids,
@@ -219,7 +165,7 @@ def run_perplexity(
 
 
 def _build_reference(
-    setup: EvalSetup, ids: np.ndarray, protocol: SlidingWindow, key: ReferenceKey, cache: Path, progress: Any
+    setup: Inputs, ids: np.ndarray, protocol: SlidingWindow, key: ReferenceKey, cache: Path, progress: Any
 ) -> ReferenceStore:
     runner, load_s = _open(REFERENCE, setup, protocol.window)
     rows = protocol.scored_tokens(ids.size)
@@ -264,7 +210,7 @@ class ChoiceReport:
         }
 
 
-def run_choice(setup: EvalSetup, location: Path, scoring: str, limit: int | None) -> ChoiceReport:
+def run_choice(setup: Inputs, location: Path, scoring: str, limit: int | None) -> ChoiceReport:
     questions = load_questions(location, limit)
     items = [encode_question(q, SCORINGS[scoring], setup.tokenizer) for q in questions]
     longest = max(items, key=lambda it: it.longest)
@@ -277,7 +223,7 @@ def run_choice(setup: EvalSetup, location: Path, scoring: str, limit: int | None
     with UnitProgress("q") as bars:
         for spec in (REFERENCE, *setup.candidates):
             runner, _ = _open(spec, setup, longest.longest)
-            fmt, recipe = spec.format_and_recipe()
+            fmt, recipe = spec.format, spec.recipe
             result = evaluate_choice(
                 runner,
                 items,

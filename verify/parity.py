@@ -11,6 +11,7 @@ diverges is the candidate run free to get its own text.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -115,3 +116,30 @@ def compare(
         passed=not failures,
         failures=failures,
     )
+
+
+def check_room(inputs: Any, prompt_len: int, max_new_tokens: int) -> None:
+    """The prompt and the greedy continuation must fit the model and every artefact's cache."""
+    inputs.check_capacity(
+        prompt_len + max_new_tokens,
+        f"prompt ({prompt_len} tokens) + --max-new-tokens {max_new_tokens}",
+        "shorten the prompt or lower --max-new-tokens",
+    )
+
+
+def run_parity(inputs: Any, prompt: np.ndarray, max_new_tokens: int) -> tuple[ReferenceTrace, list[ParityReport]]:
+    """The transformers reference once, then every candidate of ``inputs`` (one in memory at a time)."""
+    from tinyexport.formats.recipes import tolerance_for
+    from tinyexport.resolve import REFERENCE
+
+    needed = int(prompt.size) + max_new_tokens
+    reference = REFERENCE.open(inputs.checkpoint, max_len=needed)
+    trace = reference_trace(reference, prompt, max_new_tokens)
+    del reference
+    reports = []
+    for candidate in inputs.candidates:
+        runner = candidate.open(inputs.checkpoint, max_len=needed)
+        tolerance = tolerance_for(candidate.format, candidate.recipe)
+        reports.append(compare(trace, runner, tolerance, fmt=candidate.format, recipe=candidate.recipe))
+        del runner
+    return trace, reports

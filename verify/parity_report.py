@@ -70,3 +70,15 @@ def print_parity(
     same = [r.name for r in reports if r.first_divergence is None]
     if same:
         console.print(f"identical greedy text: {', '.join(same)}")
+
+
+def parity_document(
+    checkpoint_name: str, trace: ReferenceTrace, reports: Sequence[ParityReport], tokenizer: Any
+) -> dict:
+    """The ``verify --json`` document."""
+    return {
+        "reference": f"transformers LlamaForCausalLM (eager, fp32) of {checkpoint_name}",
+        "prompt_tokens": int(trace.prompt.size),
+        "reference_text": tokens_text(tokenizer, trace.tokens),
+        "candidates": [dict(r.to_json(), text=tokens_text(tokenizer, r.candidate_tokens)) for r in reports],
+    }

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tinyexport.candidates import CandidateSpec
 from tinyexport.errors import UserError
 from tinyexport.models.config import ModelConfig
+from tinyexport.resolve import Candidate
 
 from .measure import CONTEXT_STEPS, BenchSettings
 from .roofline import CACHE_KINDS, MemoryModel, decode_bound, prefill_bound
@@ -41,7 +41,7 @@ class WorkerFailed(RuntimeError):
 class BenchCandidate:
     """What the parent knows about a candidate before running it."""
 
-    spec: CandidateSpec
+    spec: Candidate
     name: str
     format: str
     recipe: str
@@ -93,7 +93,7 @@ def run_candidate(
     settings = dataclasses.replace(settings, contexts=candidate.contexts(settings))
     job = {
         "kind": "candidate",
-        "spec": dataclasses.asdict(candidate.spec),
+        "spec": candidate.spec.to_json(),
         "settings": settings.to_json(),
         "threads": threads,
         "max_len": candidate.capacity,
@@ -149,7 +149,7 @@ def bench_all(
             "kind": cand.spec.kind,
             "format": cand.format,
             "recipe": cand.recipe,
-            "path": cand.spec.path,
+            "path": None if cand.spec.artefact is None else str(cand.spec.artefact.path),
             "size_bytes": cand.size_bytes,
             "weight_bytes": cand.weight_bytes,
             "kv_cache_slots": cand.capacity,

@@ -35,29 +35,24 @@ def import_backend(modules: tuple[str, ...]) -> float:
 
 
 def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
-    from tinyexport.candidates import CandidateSpec, open_candidate
+    from tinyexport.resolve import Candidate
 
     from .measure import BenchSettings, measure
 
-    spec = CandidateSpec(**job["spec"])
+    # An artefact is opened by path without hashing: the parent checked every file's sha256 already.
+    candidate = Candidate.from_json(job["spec"])
     settings = BenchSettings.from_json(job["settings"])
     threads = job.get("threads")
-    if spec.kind == "artefact":
-        from tinyexport.artefact import load_artefact
-        from tinyexport.runners import open_artefact_runner
-
-        # The parent checked every file's sha256; here only the runtime's own load is timed.
-        artefact = load_artefact(spec.path, check_hashes=False)
-        options = {"threads": threads} if threads else {}
+    if candidate.artefact is not None:
         from tinyexport.formats.registry import FORMATS
 
         try:
-            import_s = import_backend((FORMATS[artefact.format].runner.partition(":")[0],))
+            import_s = import_backend((FORMATS[candidate.format].runner.partition(":")[0],))
         except ImportError:
-            import_s = 0.0  # open_artefact_runner reports the missing runtime as a user error
+            import_s = 0.0  # opening the runner reports the missing runtime as a user error
 
         def open_runner():
-            return open_artefact_runner(artefact, **options)
+            return candidate.open(**({"threads": threads} if threads else {}))
     else:
         import torch
 
@@ -67,10 +62,10 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
         if threads:
             torch.set_num_threads(threads)
         checkpoint = resolve_checkpoint(job["checkpoint_dir"], cache=cache_dir())
-        import_s = import_backend(BACKEND_MODULES[spec.kind])
+        import_s = import_backend(BACKEND_MODULES[candidate.kind])
 
         def open_runner():
-            return open_candidate(spec, checkpoint, max_len=job["max_len"])
+            return candidate.open(checkpoint, max_len=job["max_len"])
 
     start = time.perf_counter()
     runner = open_runner()

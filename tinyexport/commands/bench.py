@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from tinyexport.atomic import write_json_atomic
-from tinyexport.models.config import ATTENTION_IMPLS, DEFAULT_CHECKPOINT
+from tinyexport.models.config import ATTENTION_IMPLS
 from tinyexport.paths import check_writable_file
 
 from .options import checkpoint_options
@@ -168,42 +168,38 @@ def _plan(artefacts, torch_attentions, hf, checkpoint, random_weights, seed, set
     Returns (candidates, model name, checkpoint dir or None). The checkpoint is resolved only when a
     --torch/--hf candidate needs it, so an artefacts-only bench never imports torch.
     """
-    from tinyexport.artefact import load_artefact
     from tinyexport.bench.harness import BenchCandidate
-    from tinyexport.candidates import CandidateSpec
     from tinyexport.errors import UserError
+    from tinyexport.resolve import Candidate, resolve
 
-    arts = [load_artefact(p) for p in artefacts]  # refuses missing/tampered dirs
-    names = [a.name for a in arts]
-    duplicate = sorted({n for n in names if names.count(n) > 1})
-    if duplicate:
-        raise UserError(f"artefact name(s) {duplicate} given twice; each candidate is reported by its directory name")
+    inputs = resolve(
+        artefacts,
+        checkpoint=checkpoint,
+        random_weights=random_weights,
+        seed=seed,
+        need_checkpoint=bool(torch_attentions or hf),
+    )
     candidates = [
         BenchCandidate(
-            CandidateSpec("artefact", path=str(a.path)),
-            a.name,
-            a.format,
-            a.recipe,
-            a.size_bytes(),
-            a.kv_cache_max_len,
-            a.config,
-            int(a.manifest.get("weight_bytes", a.size_bytes())),
+            c,
+            c.label,
+            c.format,
+            c.recipe,
+            c.artefact.size_bytes(),
+            c.artefact.kv_cache_max_len,
+            c.artefact.config,
+            int(c.artefact.manifest.get("weight_bytes", c.artefact.size_bytes())),
         )
-        for a in arts
+        for c in inputs.candidates
     ]
     for cand in candidates:
         _check_capacity(cand.name, cand.capacity, settings)
-    model_name, checkpoint_dir = (arts[0].manifest.get("source", {}).get("name", arts[0].name) if arts else ""), None
+    model_name, checkpoint_dir = inputs.name, None
     if torch_attentions or hf:
-        from tinyexport.candidates import checkpoint_for_artefacts
         from tinyexport.models.weights import weight_files
-        from tinyexport.resolve import open_checkpoint
 
-        if arts:
-            ckpt = checkpoint_for_artefacts([a.path for a in arts], checkpoint, random_weights, seed)
-        else:
-            ckpt = open_checkpoint(checkpoint or DEFAULT_CHECKPOINT, random_weights, seed)
-        model_name, checkpoint_dir = ckpt.name, str(ckpt.directory)
+        ckpt = inputs.checkpoint
+        checkpoint_dir = str(ckpt.directory)
         size = sum(f.stat().st_size for f in weight_files(ckpt.directory))
         capacity = settings.tokens_needed
         _check_capacity(ckpt.name, ckpt.config.max_position_embeddings, settings, what="max_position_embeddings")
@@ -213,22 +209,15 @@ def _plan(artefacts, torch_attentions, hf, checkpoint, random_weights, seed, set
                 f"--context {too_long} exceeds the max_position_embeddings of {ckpt.name} "
                 f"({ckpt.config.max_position_embeddings}); use smaller fills"
             )
-        specs = [CandidateSpec("torch", attention=a) for a in dict.fromkeys(torch_attentions)]
-        specs += [CandidateSpec("hf")] if hf else []
+        ours = [Candidate("torch", a) for a in dict.fromkeys(torch_attentions)] + ([Candidate("hf")] if hf else [])
         candidates = [
-            BenchCandidate(s, s.label, *s.format_and_recipe(), size, capacity, ckpt.config, size) for s in specs
+            BenchCandidate(c, c.label, c.format, c.recipe, size, capacity, ckpt.config, size) for c in ours
         ] + candidates
     unheld = [c for c in settings.contexts if all(c > cand.capacity for cand in candidates)]
     if unheld:
         raise UserError(
             f"--context {unheld} exceeds the KV cache of every candidate (largest "
             f"{max(c.capacity for c in candidates)}); use smaller fills"
-        )
-    configs = {c.config for c in candidates}
-    if len(configs) > 1:
-        raise UserError(
-            "the candidates have different model shapes; bench one model's artefacts at a time "
-            "(and pass the matching --checkpoint)"
         )
     return candidates, model_name, checkpoint_dir
 

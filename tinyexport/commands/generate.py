@@ -51,27 +51,19 @@ def generate(
     """
     import sys
 
-    from tinyexport.candidates import CandidateSpec, open_candidate
     from tinyexport.errors import UserError
     from tinyexport.generate import GenerationStats, SamplingConfig, TextStream, stream_tokens
-    from tinyexport.tokenizer import Tokenizer
+    from tinyexport.resolve import Candidate, resolve
 
-    if artefact is not None:
-        from tinyexport.artefact import load_artefact
-
-        art = load_artefact(artefact)
-        tokenizer_dir, config, capacity = art.tokenizer_dir, art.config, art.kv_cache_max_len
-        options = {"threads": threads} if threads else {}
-        runner = open_candidate(CandidateSpec("artefact", path=str(art.path)), **options)
-    else:
-        from tinyexport.resolve import open_checkpoint
-
-        ckpt = open_checkpoint(checkpoint, random_weights, seed)
-        tokenizer_dir, config, capacity = ckpt.tokenizer_dir, ckpt.config, ckpt.config.max_position_embeddings
-        runner = None
-    if tokenizer_dir is None:
-        raise UserError("this model has no tokenizer (tokenizer.json), so there is no text to generate")
-    tokenizer = Tokenizer(tokenizer_dir)
+    inputs = resolve(
+        [artefact] if artefact is not None else [],
+        checkpoint=checkpoint,
+        random_weights=random_weights,
+        seed=seed,
+        need_checkpoint=artefact is None,
+        need_tokenizer=True,
+    )
+    tokenizer, config = inputs.tokenizer, inputs.config
     text = prompt
     if chat:
         if tokenizer.chat_template() is None:
@@ -80,13 +72,15 @@ def generate(
     ids = tokenizer.encode(text)
     if ids.size == 0:
         raise UserError("the prompt encodes to no tokens; pass a non-empty --prompt")
-    if ids.size + max_new_tokens > capacity:
-        raise UserError(
-            f"prompt ({ids.size} tokens) + --max-new-tokens {max_new_tokens} exceeds the KV cache "
-            f"({capacity}); shorten the prompt or lower --max-new-tokens"
-        )
-    if runner is None:
-        runner = open_candidate(CandidateSpec(backend, attention=attention), ckpt, max_len=ids.size + max_new_tokens)
+    inputs.check_capacity(
+        ids.size + max_new_tokens,
+        f"prompt ({ids.size} tokens) + --max-new-tokens {max_new_tokens}",
+        "shorten the prompt or lower --max-new-tokens",
+    )
+    if inputs.artefacts:
+        runner = inputs.candidates[0].open(**({"threads": threads} if threads else {}))
+    else:
+        runner = Candidate(backend, attention).open(inputs.checkpoint, max_len=ids.size + max_new_tokens)
     sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     stops = [config.eos_token_id] if config.eos_token_id is not None else []
     stats = GenerationStats()

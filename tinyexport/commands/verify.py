@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from tinyexport.atomic import write_json_atomic
-from tinyexport.models.config import ATTENTION_IMPLS, DEFAULT_CHECKPOINT
+from tinyexport.models.config import ATTENTION_IMPLS
 from tinyexport.paths import check_writable_file
 from tinyexport.resolve import DEFAULT_PROMPT, prompt_ids
 
@@ -56,81 +56,29 @@ def verify(
 
     Per candidate: max/mean |Δlogit| over the prompt and every decode step (teacher-forced on the
     reference's greedy tokens), top-1 agreement, mean KL(ref‖cand), and how many greedy tokens match.
-    Exit 1 if any candidate is outside its tolerance (converters/recipes.py).
+    Exit 1 if any candidate is outside its tolerance (tinyexport/formats/recipes.py).
     """
-    from tinyexport.artefact import load_artefact
-    from tinyexport.candidates import CandidateSpec, checkpoint_for_artefacts, open_candidate
-    from tinyexport.errors import ParityError, UserError
-    from tinyexport.formats.recipes import tolerance_for
-    from tinyexport.resolve import open_checkpoint
-    from tinyexport.verify.parity import compare, reference_trace
-    from tinyexport.verify.parity_report import print_parity, tokens_text
+    from tinyexport.errors import ParityError
+    from tinyexport.resolve import resolve
+    from tinyexport.verify.parity import check_room, run_parity
+    from tinyexport.verify.parity_report import parity_document, print_parity
 
     check_writable_file(json_path, "--json")
-    arts = [load_artefact(p) for p in artefacts]  # refuses missing/tampered dirs before any work
-    if arts:
-        ckpt = checkpoint_for_artefacts([a.path for a in arts], checkpoint, random_weights, seed)
-    else:
-        ckpt = open_checkpoint(checkpoint or DEFAULT_CHECKPOINT, random_weights, seed)
-    ids, tokenizer = prompt_ids(ckpt.tokenizer_dir, prompt, prompt_tokens, seed, ckpt.config.vocab_size)
-    needed = ids.size + max_new_tokens
-    for art in arts:
-        if art.config != ckpt.config:
-            raise UserError(
-                f"{art.path.name} was exported from a different model shape than {ckpt.name}; pass the matching --checkpoint"
-            )
-        if needed > art.kv_cache_max_len:
-            raise UserError(
-                f"prompt ({ids.size} tokens) + --max-new-tokens {max_new_tokens} exceeds the KV cache of "
-                f"{art.path.name} ({art.kv_cache_max_len}); shorten the prompt or lower --max-new-tokens"
-            )
-        _check_same_tokenizer(tokenizer, art)
-    if needed > ckpt.config.max_position_embeddings:
-        raise UserError(
-            f"prompt ({ids.size} tokens) + --max-new-tokens {max_new_tokens} exceeds the model's "
-            f"max_position_embeddings ({ckpt.config.max_position_embeddings})"
-        )
-
-    specs = [
-        CandidateSpec("torch", attention=a, flash_block_size=flash_block_size)
-        for a in (attentions or (() if arts else ATTENTION_IMPLS))
-    ]
-    specs += [CandidateSpec("artefact", path=str(a.path)) for a in arts]
-
-    reference = open_candidate(CandidateSpec("hf"), ckpt, max_len=needed)
-    trace = reference_trace(reference, ids, max_new_tokens)
-    del reference
-    reports = []
-    for spec in specs:
-        runner = open_candidate(spec, ckpt, max_len=needed)
-        fmt, recipe = spec.format_and_recipe()
-        reports.append(compare(trace, runner, tolerance_for(fmt, recipe), fmt=fmt, recipe=recipe))
-        del runner
-
-    print_parity(ckpt.name, trace, reports, tokenizer)
+    inputs = resolve(
+        artefacts,
+        checkpoint=checkpoint,
+        random_weights=random_weights,
+        seed=seed,
+        attentions=attentions,
+        default_attentions=ATTENTION_IMPLS,
+        flash_block_size=flash_block_size,
+    )
+    ids = prompt_ids(inputs.tokenizer, prompt, prompt_tokens, seed, inputs.config.vocab_size)
+    check_room(inputs, ids.size, max_new_tokens)
+    trace, reports = run_parity(inputs, ids, max_new_tokens)
+    print_parity(inputs.name, trace, reports, inputs.tokenizer)
     if json_path is not None:
-        write_json_atomic(
-            json_path,
-            {
-                "reference": f"transformers LlamaForCausalLM (eager, fp32) of {ckpt.name}",
-                "prompt_tokens": int(ids.size),
-                "reference_text": tokens_text(tokenizer, trace.tokens),
-                "candidates": [dict(r.to_json(), text=tokens_text(tokenizer, r.candidate_tokens)) for r in reports],
-            },
-        )
+        write_json_atomic(json_path, parity_document(inputs.name, trace, reports, inputs.tokenizer))
     failed = [r.name for r in reports if not r.passed]
     if failed:
         raise ParityError(f"{len(failed)} candidate(s) outside tolerance: {', '.join(failed)}", reports)
-
-
-def _check_same_tokenizer(tokenizer, art) -> None:
-    from tinyexport.errors import UserError
-    from tinyexport.tokenizer import Tokenizer
-
-    if tokenizer is None or art.tokenizer_dir is None:
-        return
-    if Tokenizer(art.tokenizer_dir).vocab_fingerprint() != tokenizer.vocab_fingerprint():
-        raise UserError(
-            f"{art.path.name} carries a different tokenizer than the reference checkpoint; "
-            "comparing logits across vocabularies is meaningless"
-        )
