@@ -262,3 +262,29 @@ def prompt_ids(tokenizer: Any, prompt: str | None, prompt_tokens: int | None, se
     if ids.size == 0:
         raise UserError("the prompt encodes to no tokens; pass a non-empty --prompt")
     return ids
+
+
+def resolve_config(preset: str | None, checkpoint: str | None) -> tuple[str, ModelConfig]:
+    """A model shape without weights (``flops``): a preset, an HF directory's config.json or an artefact's manifest."""
+    from tinyexport.models.config import PRESETS
+
+    if (preset is None) == (checkpoint is None):
+        raise UserError("pass exactly one of --config PRESET or --checkpoint PRESET|DIR")
+    spec = preset if preset is not None else checkpoint
+    if spec in PRESETS:
+        return spec, PRESETS[spec].config
+    if preset is not None:
+        raise UserError(f"unknown preset {preset!r} for --config; choose one of {', '.join(PRESETS)}")
+    path = Path(spec).expanduser()
+    if (path / "manifest.json").is_file():
+        from tinyexport.artefact import load_artefact
+
+        return path.name, load_artefact(path, check_hashes=False).config
+    if (path / "config.json").is_file():
+        from tinyexport.models.config import read_hf_config
+
+        return path.name, read_hf_config(path)
+    raise UserError(
+        f"--checkpoint {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a directory with "
+        "config.json or manifest.json; for a .gguf file use the directory tinyexport materialised from it"
+    )
