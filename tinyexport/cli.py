@@ -18,6 +18,7 @@ from tinyexport.errors import CheckError, UserError
 
 # command name -> "module:attribute"; modules define click commands and import nothing heavy.
 COMMANDS: dict[str, str] = {
+    "bundle": "tinyexport.commands.bundle:bundle",
     "convert": "tinyexport.commands.convert:convert",
     "eval": "tinyexport.commands.eval:eval_group",
     "generate": "tinyexport.commands.generate:generate",
@@ -44,6 +45,8 @@ OPTIONAL_MODULES: dict[str, str] = {
     "ai_edge_litert": "runtime",
     "onnxruntime": "runtime",
     "onnxruntime_genai": "test",
+    "litert_lm_builder": "litertlm",
+    "litert_lm": "litertlm",
 }
 
 
