@@ -129,7 +129,7 @@ def _hold_back_native_exit_logs() -> None:
     """LiteRT's native destructors log INFO lines to fd 2 as the process exits (after our output, e.g.
     ``DestroyAccelerator``); point fd 2 at /dev/null once the command is done so they don't follow
     every table. Only when LiteRT was loaded; an uncaught exception's traceback never passes here."""
-    if "ai_edge_litert" not in sys.modules:
+    if "ai_edge_litert" not in sys.modules and "litert_lm" not in sys.modules:
         return
     sys.stderr.flush()
     devnull = os.open(os.devnull, os.O_WRONLY)

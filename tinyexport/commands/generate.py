@@ -30,6 +30,14 @@ from .options import checkpoint_options
 @click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Runtime threads (artefacts).")
+@click.option(
+    "--engine",
+    type=click.Choice(["tinyexport", "litertlm"]),
+    default="tinyexport",
+    show_default=True,
+    help="With a TFLite ARTEFACT: our decode loop over LiteRT, or Google's LiteRT-LM engine on its "
+    "model.litertlm (tinyexport bundle; greedy, text-level).",
+)
 def generate(
     artefact: Path | None,
     checkpoint: str,
@@ -44,6 +52,7 @@ def generate(
     top_k: int,
     top_p: float,
     threads: int | None,
+    engine: str,
 ) -> None:
     """Generate text, streamed token by token, from ARTEFACT (TFLite/ONNX) or from --checkpoint.
 
@@ -55,6 +64,18 @@ def generate(
     from tinyexport.generate import GenerationStats, SamplingConfig, TextStream, stream_tokens
     from tinyexport.resolve import Candidate, resolve
 
+    if engine == "litertlm":
+        from tinyexport.generate_litertlm import generate_with_litertlm
+
+        if artefact is None:
+            raise UserError("--engine litertlm needs an ARTEFACT directory with a model.litertlm (tinyexport bundle)")
+        if temperature != 0:
+            raise UserError(
+                "--engine litertlm decodes with the bundle's sampler (greedy by default); drop "
+                "--temperature, or rebuild the bundle with `tinyexport bundle --temperature`"
+            )
+        generate_with_litertlm(artefact, prompt, chat, max_new_tokens, threads)
+        return
     inputs = resolve(
         [artefact] if artefact is not None else [],
         checkpoint=checkpoint,
