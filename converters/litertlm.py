@@ -17,15 +17,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tinyexport.artefact import MANIFEST, Artefact, ArtefactError, load_artefact, write_manifest
 from tinyexport.atomic import atomic_directory
 from tinyexport.errors import UserError
-from tinyexport.litertlm_io import BUNDLE_FILE, bundle_path
+from tinyexport.formats.litertlm_io import BUNDLE_FILE, bundle_path
 
 # tokenizer.json model types LiteRT-LM's HF tokenizer (the Rust `tokenizers` crate) reads.
 SUPPORTED_TOKENIZER_MODELS = ("BPE", "WordPiece", "WordLevel", "Unigram")
@@ -60,13 +61,18 @@ class BundleSpec:
     sampler: SamplerDefaults = field(default_factory=SamplerDefaults)
 
     def to_json(self) -> dict[str, Any]:
-        return {"stop_tokens": list(self.stop_tokens), "start_token": self.start_token,
-                "chat_template": self.chat_template is not None, "max_num_tokens": self.max_num_tokens,
-                "sampler": {"type": "TOP_P", **self.sampler.proto_fields()}}
+        return {
+            "stop_tokens": list(self.stop_tokens),
+            "start_token": self.start_token,
+            "chat_template": self.chat_template is not None,
+            "max_num_tokens": self.max_num_tokens,
+            "sampler": {"type": "TOP_P", **self.sampler.proto_fields()},
+        }
 
 
-def bundle_spec(art: Artefact, sampler: SamplerDefaults | None = None,
-                extra_stop_tokens: tuple[int, ...] = ()) -> BundleSpec:
+def bundle_spec(
+    art: Artefact, sampler: SamplerDefaults | None = None, extra_stop_tokens: tuple[int, ...] = ()
+) -> BundleSpec:
     """What goes into the bundle's LlmMetadata, read from the artefact's manifest and tokenizer files.
 
     Stop tokens: the model config's ``eos_token_id`` (what ``tinyexport generate`` stops on) plus any
@@ -74,26 +80,40 @@ def bundle_spec(art: Artefact, sampler: SamplerDefaults | None = None,
     tokenizer.json itself does not add it (LiteRT-LM prepends the start token to a session's first input).
     """
     if art.format != "tflite":
-        raise BundleError(f"{art.path} is a {art.format} artefact; a LiteRT-LM bundle needs a tflite artefact "
-                          "(tinyexport convert --format tflite)")
+        raise BundleError(
+            f"{art.path} is a {art.format} artefact; a LiteRT-LM bundle needs a tflite artefact "
+            "(tinyexport convert --format tflite)"
+        )
     tok_json = art.path / "tokenizer.json"
     if not tok_json.is_file():
-        raise BundleError(f"{art.path} has no tokenizer.json, which LiteRT-LM needs inside the bundle; convert from a "
-                          "checkpoint that has one (an HF directory with tokenizer.json, a GGUF, or the default preset)")
+        raise BundleError(
+            f"{art.path} has no tokenizer.json, which LiteRT-LM needs inside the bundle; convert from a "
+            "checkpoint that has one (an HF directory with tokenizer.json, a GGUF, or the default preset)"
+        )
     check_tokenizer(tok_json)
     cfg = art.config
     vocab = cfg.vocab_size
-    stops = tuple(dict.fromkeys(t for t in ((cfg.eos_token_id,) if cfg.eos_token_id is not None else ())
-                                + tuple(extra_stop_tokens)))
+    stops = tuple(
+        dict.fromkeys(
+            t for t in ((cfg.eos_token_id,) if cfg.eos_token_id is not None else ()) + tuple(extra_stop_tokens)
+        )
+    )
     bad = [t for t in stops if not 0 <= t < vocab]
     if bad:
-        raise BundleError(f"stop token id(s) {bad} are outside the vocabulary (0..{vocab - 1}); pass valid --stop-token ids")
+        raise BundleError(
+            f"stop token id(s) {bad} are outside the vocabulary (0..{vocab - 1}); pass valid --stop-token ids"
+        )
     if not stops:
-        raise BundleError(f"{art.path}: the model config has no eos_token_id, so LiteRT-LM would never stop; "
-                          "pass --stop-token ID")
+        raise BundleError(
+            f"{art.path}: the model config has no eos_token_id, so LiteRT-LM would never stop; pass --stop-token ID"
+        )
     tok_cfg = _read_json(art.path / "tokenizer_config.json")
     start = None
-    if tok_cfg.get("add_bos_token") and cfg.bos_token_id is not None and not _tokenizer_adds(tok_json, cfg.bos_token_id):
+    if (
+        tok_cfg.get("add_bos_token")
+        and cfg.bos_token_id is not None
+        and not _tokenizer_adds(tok_json, cfg.bos_token_id)
+    ):
         start = int(cfg.bos_token_id)
     from tinyexport.tokenizer import Tokenizer
 
@@ -110,8 +130,10 @@ def check_tokenizer(path: Path) -> None:
     model = data.get("model") if isinstance(data, dict) else None
     kind = model.get("type") if isinstance(model, dict) else None
     if kind not in SUPPORTED_TOKENIZER_MODELS:
-        raise BundleError(f"{path}: field model.type is {kind!r}; LiteRT-LM's HF tokenizer reads only "
-                          f"{', '.join(SUPPORTED_TOKENIZER_MODELS)} tokenizers")
+        raise BundleError(
+            f"{path}: field model.type is {kind!r}; LiteRT-LM's HF tokenizer reads only "
+            f"{', '.join(SUPPORTED_TOKENIZER_MODELS)} tokenizers"
+        )
 
 
 def _tokenizer_adds(tok_json: Path, token_id: int) -> bool:
@@ -179,9 +201,14 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def bundle_artefact(path: Path | str, *, sampler: SamplerDefaults | None = None,
-                    extra_stop_tokens: tuple[int, ...] = (), force: bool = False,
-                    check: Callable[[Path, Path], None] | None = None) -> Artefact:
+def bundle_artefact(
+    path: Path | str,
+    *,
+    sampler: SamplerDefaults | None = None,
+    extra_stop_tokens: tuple[int, ...] = (),
+    force: bool = False,
+    check: Callable[[Path, Path], None] | None = None,
+) -> Artefact:
     """Add ``model.litertlm`` to the artefact at ``path`` and list it (with its sha256) in the manifest.
 
     ``check(staging_dir, bundle_file)`` runs on the finished bundle before it replaces the artefact;
@@ -194,7 +221,9 @@ def bundle_artefact(path: Path | str, *, sampler: SamplerDefaults | None = None,
     try:
         builder_version = metadata.version("litert-lm-builder")
     except metadata.PackageNotFoundError:
-        raise BundleError("bundling needs litert-lm-builder; install it with: pip install 'tinyexport[litertlm]'") from None
+        raise BundleError(
+            "bundling needs litert-lm-builder; install it with: pip install 'tinyexport[litertlm]'"
+        ) from None
     fields = {k: v for k, v in art.manifest.items() if k not in ("schema", "files")}
     fields["litertlm"] = {"file": BUNDLE_FILE, "litert_lm_builder": builder_version, **spec.to_json()}
     with atomic_directory(art.path, replace=True) as tmp:
@@ -213,5 +242,16 @@ def bundle_artefact(path: Path | str, *, sampler: SamplerDefaults | None = None,
         raise RuntimeError(f"bundle written but the manifest does not verify: {err}") from None
 
 
-__all__ = ["BUNDLE_FILE", "BundleError", "BundleSpec", "SamplerDefaults", "bundle_artefact", "bundle_path",
-           "bundle_spec", "check_tokenizer", "llm_metadata_bytes", "write_bundle", "MANIFEST"]
+__all__ = [
+    "BUNDLE_FILE",
+    "MANIFEST",
+    "BundleError",
+    "BundleSpec",
+    "SamplerDefaults",
+    "bundle_artefact",
+    "bundle_path",
+    "bundle_spec",
+    "check_tokenizer",
+    "llm_metadata_bytes",
+    "write_bundle",
+]

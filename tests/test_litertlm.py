@@ -22,7 +22,9 @@ from tinyexport.models.config import TINY
 from .cli_helpers import assert_bad_input, run_cli
 from .conftest import save_hf_checkpoint
 
-pytest.importorskip("litert_lm_builder", reason="litert-lm-builder is not installed (pip install 'tinyexport[litertlm]')")
+pytest.importorskip(
+    "litert_lm_builder", reason="litert-lm-builder is not installed (pip install 'tinyexport[litertlm]')"
+)
 pytest.importorskip("litert_lm", reason="litert-lm-api is not installed (pip install 'tinyexport[litertlm]')")
 
 CACHE = 96
@@ -64,8 +66,12 @@ def tiny_art(tiny_ckpt, tmp_path_factory):
     from tinyexport.converters.pipeline import export_artefact
 
     target = tmp_path_factory.mktemp("art") / "tiny_f32"
-    export_artefact(tiny_ckpt, ExportConfig(format="tflite", kv_cache_max_len=CACHE, prefill_seq_lens=(8, 32)),
-                    target, source_ref={"spec": str(tiny_ckpt.directory)})
+    export_artefact(
+        tiny_ckpt,
+        ExportConfig(format="tflite", kv_cache_max_len=CACHE, prefill_seq_lens=(8, 32)),
+        target,
+        source_ref={"spec": str(tiny_ckpt.directory)},
+    )
     return target
 
 
@@ -80,7 +86,7 @@ def bundled(tiny_art, tmp_path_factory):
 
 
 def test_bundle_is_listed_with_its_hash_and_the_tflite_is_unchanged(tiny_art, bundled):
-    from tinyexport.artefact import sha256_file
+    from tinyexport.hashing import sha256_file
 
     before, after = load_artefact(tiny_art), load_artefact(bundled)  # load_artefact checks every sha256
     assert after.manifest["files"]["model.litertlm"]["sha256"] == sha256_file(bundled / "model.litertlm")
@@ -108,8 +114,9 @@ def test_litertlm_greedy_equals_our_tflite_runner_and_transformers(tiny_ckpt, bu
 
     art = load_artefact(bundled)
     ours = greedy_generate(open_artefact_runner(art, threads=1), PROMPT_IDS, NEW_TOKENS, eos_token_id=EOS).tokens
-    hf = greedy_generate(HFRunner.from_checkpoint(tiny_ckpt, max_len=CACHE), PROMPT_IDS, NEW_TOKENS,
-                         eos_token_id=EOS).tokens
+    hf = greedy_generate(
+        HFRunner.from_checkpoint(tiny_ckpt, max_len=CACHE), PROMPT_IDS, NEW_TOKENS, eos_token_id=EOS
+    ).tokens
     with LiteRtLmEngine.from_artefact(art, threads=1) as engine:
         assert engine.tokenize(char_text(PROMPT_IDS)) == PROMPT_IDS.tolist()
         assert engine.stop_tokens == [[EOS]] and engine.start_token is None
@@ -125,8 +132,18 @@ def test_generate_with_the_litertlm_engine(bundled):
     from tinyexport.runners import greedy_generate, open_artefact_runner
 
     ours = greedy_generate(open_artefact_runner(bundled, threads=1), PROMPT_IDS, 16, eos_token_id=EOS).tokens
-    result = run_cli("generate", str(bundled), "--engine", "litertlm", "--prompt", char_text(PROMPT_IDS),
-                     "--max-new-tokens", "16", "--threads", "1")
+    result = run_cli(
+        "generate",
+        str(bundled),
+        "--engine",
+        "litertlm",
+        "--prompt",
+        char_text(PROMPT_IDS),
+        "--max-new-tokens",
+        "16",
+        "--threads",
+        "1",
+    )
     assert result.code == 0, result.stderr
     assert result.stdout.rstrip("\n") == char_text(ours)
     assert "[litert-lm]" in result.stderr
@@ -170,7 +187,10 @@ def test_bad_inputs_exit_2_in_one_line(tiny_art, tmp_path):
     assert_bad_input(run_cli("bundle", str(tmp_path / "missing")), "does not exist")
     weird = tmp_path / "tokenizer.json"
     weird.write_text(json.dumps({"model": {"type": "CharRNN"}}))
-    with pytest.raises(BundleError, match="field model.type is 'CharRNN'"):
+    with pytest.raises(BundleError, match=r"field model\.type is 'CharRNN'"):
         check_tokenizer(weird)
-    assert_bad_input(run_cli("generate", str(tiny_art), "--engine", "litertlm", "--prompt", "Ā"),
-                     "has no model.litertlm", "tinyexport bundle")
+    assert_bad_input(
+        run_cli("generate", str(tiny_art), "--engine", "litertlm", "--prompt", "Ā"),
+        "has no model.litertlm",
+        "tinyexport bundle",
+    )

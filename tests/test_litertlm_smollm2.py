@@ -20,15 +20,25 @@ NEW_TOKENS = 24
 
 def test_smollm2_int8_bundle_runs_in_litertlm_with_our_greedy_answer(tmp_path):
     from tinyexport.artefact import load_artefact
-    from tinyexport.commands.common import open_checkpoint
+    from tinyexport.resolve import open_checkpoint
     from tinyexport.runners import greedy_generate, open_artefact_runner
     from tinyexport.runners.hf_runner import HFRunner
     from tinyexport.runners.litertlm_runner import LiteRtLmEngine
     from tinyexport.tokenizer import Tokenizer
 
     art_dir = tmp_path / "smollm2_q8"
-    res = run_cli("convert", "--format", "tflite", "--quantize", "--prefill-seq-lens", "32",
-                  "--kv-cache-max-len", "128", "-o", str(art_dir))
+    res = run_cli(
+        "convert",
+        "--format",
+        "tflite",
+        "--quantize",
+        "--prefill-seq-lens",
+        "32",
+        "--kv-cache-max-len",
+        "128",
+        "-o",
+        str(art_dir),
+    )
     assert res.code == 0, res.stdout[-3000:] + res.stderr[-3000:]
     res = run_cli("bundle", str(art_dir))
     assert res.code == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -42,8 +52,9 @@ def test_smollm2_int8_bundle_runs_in_litertlm_with_our_greedy_answer(tmp_path):
     ids = tok.encode(prompt)
     eos = art.config.eos_token_id
     ours = greedy_generate(open_artefact_runner(art, threads=2), ids, NEW_TOKENS, eos_token_id=eos).tokens
-    hf = greedy_generate(HFRunner.from_checkpoint(open_checkpoint("smollm2-135m"), max_len=128), ids, NEW_TOKENS,
-                         eos_token_id=eos).tokens
+    hf = greedy_generate(
+        HFRunner.from_checkpoint(open_checkpoint("smollm2-135m"), max_len=128), ids, NEW_TOKENS, eos_token_id=eos
+    ).tokens
     with LiteRtLmEngine.from_artefact(art, threads=2) as engine:
         assert engine.tokenize(prompt) == ids.tolist()
         assert engine.stop_tokens == [[eos]]

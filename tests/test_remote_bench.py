@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from tinyexport.artefact import load_artefact, sha256_file
+from tinyexport.artefact import load_artefact
+from tinyexport.hashing import sha256_file
 
 from .cli_helpers import assert_bad_input, run_cli
 
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
-BENCH_ARGS = ("--prompt-len", "8", "--new-tokens", "4", "--warmup", "0", "--repeats", "1", "--threads", "1",
-              "--no-log")
+BENCH_ARGS = ("--prompt-len", "8", "--new-tokens", "4", "--warmup", "0", "--repeats", "1", "--threads", "1", "--no-log")
 
 
 def _free_port() -> int:
@@ -53,11 +53,26 @@ def sshd(tmp_path_factory):
     os.chmod(tmp / "authorized_keys", 0o600)
     port = _free_port()
     config = tmp / "sshd_config"
-    config.write_text("\n".join([
-        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}", f"PidFile {tmp / 'sshd.pid'}",
-        f"AuthorizedKeysFile {tmp / 'authorized_keys'}", "PubkeyAuthentication yes", "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no", "PermitRootLogin prohibit-password",
-        f"AllowUsers {getpass.getuser()}", "LogLevel ERROR", ""]))
+    config.write_text(
+        "\n".join(
+            [
+                f"Port {port}",
+                "ListenAddress 127.0.0.1",
+                f"HostKey {host_key}",
+                f"PidFile {tmp / 'sshd.pid'}",
+                f"AuthorizedKeysFile {tmp / 'authorized_keys'}",
+                "PubkeyAuthentication yes",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "UsePAM no",
+                "StrictModes no",
+                "PermitRootLogin prohibit-password",
+                f"AllowUsers {getpass.getuser()}",
+                "LogLevel ERROR",
+                "",
+            ]
+        )
+    )
     if os.geteuid() == 0:
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege-separation dir (tmpfs, gone at boot)
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -70,8 +85,12 @@ def sshd(tmp_path_factory):
             break
         except OSError:
             time.sleep(0.1)
-    options = ("--ssh-option", f"UserKnownHostsFile={tmp / 'known_hosts'}",
-               "--ssh-option", "StrictHostKeyChecking=accept-new")
+    options = (
+        "--ssh-option",
+        f"UserKnownHostsFile={tmp / 'known_hosts'}",
+        "--ssh-option",
+        "StrictHostKeyChecking=accept-new",
+    )
     yield port, user_key, options
     proc.terminate()
     try:
@@ -84,8 +103,21 @@ def sshd(tmp_path_factory):
 def tiny_art(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     target = tmp_path_factory.mktemp("art") / "tiny_f32"
-    res = run_cli("convert", "--format", "tflite", "--checkpoint", "tiny", "--random-weights", "--prefill-seq-lens", "8",
-                  "--kv-cache-max-len", "32", "-o", str(target), cache=cache)
+    res = run_cli(
+        "convert",
+        "--format",
+        "tflite",
+        "--checkpoint",
+        "tiny",
+        "--random-weights",
+        "--prefill-seq-lens",
+        "8",
+        "--kv-cache-max-len",
+        "32",
+        "-o",
+        str(target),
+        cache=cache,
+    )
     assert res.code == 0, res.stderr
     return target
 
@@ -98,8 +130,20 @@ def test_bench_over_ssh_copies_once_runs_there_and_records_the_remote(sshd, tiny
     port, key, options = sshd
     remote_dir = tmp_path / "remote"
     out = tmp_path / "remote.json"
-    args = ("bench", str(tiny_art), "--on", _on(port), "--identity", str(key), *options, "--remote-python",
-            sys.executable, "--remote-dir", str(remote_dir), *BENCH_ARGS)
+    args = (
+        "bench",
+        str(tiny_art),
+        "--on",
+        _on(port),
+        "--identity",
+        str(key),
+        *options,
+        "--remote-python",
+        sys.executable,
+        "--remote-dir",
+        str(remote_dir),
+        *BENCH_ARGS,
+    )
     res = run_cli(*args, "--json", str(out), cache=tmp_path / "cache", timeout=600)
     assert res.code == 0, res.stdout[-2000:] + res.stderr[-2000:]
     doc = json.loads(out.read_text())
@@ -144,11 +188,22 @@ def test_ssh_failures_are_one_line_exit_2_and_quick(sshd, tiny_art, tmp_path):
     stranger = _keygen(tmp_path / "stranger")
     res, seconds = _timed("bench", str(tiny_art), "--on", _on(port), "--identity", str(stranger), *common, timeout=60)
     assert_bad_input(res, "Permission denied", "--identity")
-    res = run_cli("bench", str(tiny_art), "--on", _on(port), "--identity", str(key), *common, "--remote-python",
-                  "/nonexistent/python3", timeout=60)
+    res = run_cli(
+        "bench",
+        str(tiny_art),
+        "--on",
+        _on(port),
+        "--identity",
+        str(key),
+        *common,
+        "--remote-python",
+        "/nonexistent/python3",
+        timeout=60,
+    )
     assert_bad_input(res, "--remote-python /nonexistent/python3 does not run there")
-    assert_bad_input(run_cli("bench", str(tiny_art), "--on", "ssh://127.0.0.1:notaport", *BENCH_ARGS),
-                     "not an ssh target")
+    assert_bad_input(
+        run_cli("bench", str(tiny_art), "--on", "ssh://127.0.0.1:notaport", *BENCH_ARGS), "not an ssh target"
+    )
     assert_bad_input(run_cli("bench", str(tiny_art), "--on", "ftp://x", *BENCH_ARGS), "unknown transport")
     assert_bad_input(run_cli("bench", "--on", _on(port), *BENCH_ARGS), "--on benches artefact directories only")
     assert not (tmp_path / "remote" / "artefacts").exists()  # nothing copied by any failed run
@@ -160,7 +215,13 @@ def test_adb_transport_argv_and_missing_device(tmp_path):
     adb = parse_target("adb://emulator-5554")
     assert isinstance(adb, AdbTransport) and adb.label == "adb://emulator-5554"
     assert adb.push_argv(Path("/a/model.tflite"), "/data/local/tmp/x/.model.tflite.part") == [
-        "adb", "-s", "emulator-5554", "push", "/a/model.tflite", "/data/local/tmp/x/.model.tflite.part"]
+        "adb",
+        "-s",
+        "emulator-5554",
+        "push",
+        "/a/model.tflite",
+        "/data/local/tmp/x/.model.tflite.part",
+    ]
     assert adb.shell_argv("ls /data/local/tmp") == ["adb", "-s", "emulator-5554", "shell", "ls /data/local/tmp"]
     assert parse_target("adb://").prefix() == ["adb"]
     # no adb binary on PATH: one line naming the fix

@@ -19,13 +19,14 @@ from rich.console import Console
 from rich.table import Table
 
 from tinyexport.artefact import Artefact
-from tinyexport.litertlm_io import bundle_path
+from tinyexport.formats.litertlm_io import bundle_path
 
 FIELDS = ("prefill_tok_s", "decode_tok_s", "decode_ms_per_token", "ttft_s", "init_s")
 
 
-def bench_bundles(arts: list[Artefact], prompt_len: int, new_tokens: int, repeats: int, threads: int | None,
-                  timeout: float = 900) -> list[dict[str, Any]]:
+def bench_bundles(
+    arts: list[Artefact], prompt_len: int, new_tokens: int, repeats: int, threads: int | None, timeout: float = 900
+) -> list[dict[str, Any]]:
     """One row per artefact: the median of ``repeats`` LiteRT-LM benchmark runs, or why it has none."""
     rows = []
     for art in arts:
@@ -35,8 +36,15 @@ def bench_bundles(arts: list[Artefact], prompt_len: int, new_tokens: int, repeat
             continue
         runs, error = [], None
         for _ in range(max(repeats, 1)):
-            argv = [sys.executable, "-m", "tinyexport.bench.litertlm_bench", str(bundle), str(prompt_len),
-                    str(max(new_tokens - 1, 1)), str(threads or 0)]
+            argv = [
+                sys.executable,
+                "-m",
+                "tinyexport.bench.litertlm_bench",
+                str(bundle),
+                str(prompt_len),
+                str(max(new_tokens - 1, 1)),
+                str(threads or 0),
+            ]
             try:
                 proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -51,8 +59,13 @@ def bench_bundles(arts: list[Artefact], prompt_len: int, new_tokens: int, repeat
         if error is not None:
             rows.append({"name": art.name, "error": error})
             continue
-        row = {"name": art.name, "measured_by": "LiteRT-LM (litert_lm.Benchmark)", "runs": len(runs),
-               "prefill_tokens": runs[0]["prefill_tokens"], "decode_tokens": runs[0]["decode_tokens"]}
+        row = {
+            "name": art.name,
+            "measured_by": "LiteRT-LM (litert_lm.Benchmark)",
+            "runs": len(runs),
+            "prefill_tokens": runs[0]["prefill_tokens"],
+            "decode_tokens": runs[0]["decode_tokens"],
+        }
         row.update({k: statistics.median(r[k] for r in runs) for k in FIELDS})
         rows.append(row)
     return rows
@@ -68,13 +81,24 @@ def print_litertlm(console: Console, rows: list[dict[str, Any]], ours: list[dict
         if row.get("error"):
             table.add_row(row["name"], f"[red]LiteRT-LM failed: {row['error']}[/]", "", "", "", "")
             continue
-        table.add_row(row["name"], "LiteRT-LM", f"{row['prefill_tok_s']:.1f}", f"{row['decode_ms_per_token']:.2f}",
-                      f"{row['ttft_s'] * 1000:.1f}", f"{row['init_s']:.2f}")
+        table.add_row(
+            row["name"],
+            "LiteRT-LM",
+            f"{row['prefill_tok_s']:.1f}",
+            f"{row['decode_ms_per_token']:.2f}",
+            f"{row['ttft_s'] * 1000:.1f}",
+            f"{row['init_s']:.2f}",
+        )
         c = by_name.get(row["name"])
         if c is not None:
-            table.add_row("", "tinyexport (LiteRT)", f"{c['prefill_tok_s']['median']:.1f}",
-                          f"{c['decode_ms_per_token']['median']:.2f}", f"{c['ttft_ms']['median']:.1f}",
-                          f"{c['load_s']:.2f}")
+            table.add_row(
+                "",
+                "tinyexport (LiteRT)",
+                f"{c['prefill_tok_s']['median']:.1f}",
+                f"{c['decode_ms_per_token']['median']:.2f}",
+                f"{c['ttft_ms']['median']:.1f}",
+                f"{c['load_s']:.2f}",
+            )
     console.print(table)
 
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tinyexport.artefact import MANIFEST, Artefact
 
@@ -118,8 +119,10 @@ def probe_python(transport: Transport, python: str, directory: str, timeout: flo
 def check_python_version(info: dict[str, Any], python: str, label: str) -> None:
     version = tuple(int(p) for p in str(info.get("python", "0.0")).split(".")[:2])
     if version < MIN_PYTHON:
-        raise RemoteError(f"{label}: {python} is Python {info.get('python')}; tinyexport needs 3.10+ there "
-                          "(pass --remote-python PATH to a newer one)")
+        raise RemoteError(
+            f"{label}: {python} is Python {info.get('python')}; tinyexport needs 3.10+ there "
+            "(pass --remote-python PATH to a newer one)"
+        )
 
 
 def ensure_python(transport: Transport, settings: RemoteSettings, base: str) -> str:
@@ -128,12 +131,16 @@ def ensure_python(transport: Transport, settings: RemoteSettings, base: str) -> 
     if settings.remote_python is not None:
         info = probe_python(transport, settings.remote_python, "", settings.command_timeout)
         if info is None:
-            raise RemoteError(f"{label}: --remote-python {settings.remote_python} does not run there; pass the path "
-                              "of a Python 3.10+ that has tinyexport[runtime]")
+            raise RemoteError(
+                f"{label}: --remote-python {settings.remote_python} does not run there; pass the path "
+                "of a Python 3.10+ that has tinyexport[runtime]"
+            )
         check_python_version(info, settings.remote_python, label)
         if info.get("tinyexport") is None:
-            raise RemoteError(f"{label}: {settings.remote_python} cannot import tinyexport; install "
-                              "'tinyexport[runtime]' into it, or drop --remote-python to let bench make a venv")
+            raise RemoteError(
+                f"{label}: {settings.remote_python} cannot import tinyexport; install "
+                "'tinyexport[runtime]' into it, or drop --remote-python to let bench make a venv"
+            )
         return settings.remote_python
     venv_python = f"{base}/venv/bin/python"
     info = probe_python(transport, venv_python, "", settings.command_timeout)
@@ -156,11 +163,19 @@ def install_runtime(transport: Transport, settings: RemoteSettings, base: str, v
     with tempfile.TemporaryDirectory(prefix="tinyexport-wheel-") as tmp:
         wheel = build_wheel(Path(tmp))
         remote_wheel = f"{base}/{wheel.name}"
-        _run_ok(transport, f"mkdir -p {_q(base)} && python3 -m venv {_q(base + '/venv')}", settings.command_timeout,
-                "python3 -m venv")
+        _run_ok(
+            transport,
+            f"mkdir -p {_q(base)} && python3 -m venv {_q(base + '/venv')}",
+            settings.command_timeout,
+            "python3 -m venv",
+        )
         transport.push(wheel, remote_wheel, timeout=settings.copy_timeout)
-        _run_ok(transport, f"{_q(venv_python)} -m pip install --quiet {_q(remote_wheel + '[runtime]')}",
-                settings.bench_timeout, "pip install tinyexport[runtime]")
+        _run_ok(
+            transport,
+            f"{_q(venv_python)} -m pip install --quiet {_q(remote_wheel + '[runtime]')}",
+            settings.bench_timeout,
+            "pip install tinyexport[runtime]",
+        )
 
 
 def _run_ok(transport: Transport, command: str, timeout: float, what: str) -> Completed:
@@ -171,14 +186,15 @@ def _run_ok(transport: Transport, command: str, timeout: float, what: str) -> Co
     return done
 
 
-def sync_artefact(transport: Transport, python: str, art: Artefact, target: str, settings: RemoteSettings,
-                  log: CopyLog) -> None:
+def sync_artefact(
+    transport: Transport, python: str, art: Artefact, target: str, settings: RemoteSettings, log: CopyLog
+) -> None:
     """Copy ``art`` into ``target`` on the remote, skipping files already there with the same sha256."""
     start = time.perf_counter()
     _run_ok(transport, f"mkdir -p {_q(target)}", settings.command_timeout, "mkdir")
     info = probe_python(transport, python, target, settings.command_timeout) or {}
     there = info.get("files", {})
-    from tinyexport.artefact import sha256_file
+    from tinyexport.hashing import sha256_file
 
     wanted = {rel: (int(f["bytes"]), str(f["sha256"])) for rel, f in art.manifest["files"].items()}
     manifest = art.path / MANIFEST
@@ -192,8 +208,10 @@ def sync_artefact(transport: Transport, python: str, art: Artefact, target: str,
             continue
         part = f"{target}/.{rel}.part"
         transport.push(art.path / rel, part, timeout=settings.copy_timeout)
-        done = transport.run(f"{_q(python)} -c {_q(FINISH)} {_q(part)} {_q(target + '/' + rel)} {size} {digest}",
-                             timeout=settings.command_timeout)
+        done = transport.run(
+            f"{_q(python)} -c {_q(FINISH)} {_q(part)} {_q(target + '/' + rel)} {size} {digest}",
+            timeout=settings.command_timeout,
+        )
         if done.returncode != 0:
             raise RemoteError(f"{transport.label}: {rel} arrived damaged (size or sha256 differs); run again")
         log.copied.append(f"{art.name}/{rel}")
@@ -201,16 +219,23 @@ def sync_artefact(transport: Transport, python: str, art: Artefact, target: str,
     log.seconds += time.perf_counter() - start
 
 
-def remote_bench(arts: list[Artefact], transport: Transport, settings: RemoteSettings,
-                 bench_args: list[str], progress: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+def remote_bench(
+    arts: list[Artefact],
+    transport: Transport,
+    settings: RemoteSettings,
+    bench_args: list[str],
+    progress: Callable[[str], None] = lambda line: None,
+) -> dict[str, Any]:
     """Copy ``arts`` to the target, run ``tinyexport bench`` there with ``bench_args``, return its document.
     ``progress`` gets a line once the target answered (so a failure to connect prints only the error)."""
     start = time.perf_counter()
     base = settings.remote_dir or f"{remote_home(transport, settings)}/{DEFAULT_REMOTE_DIR}"
     python = ensure_python(transport, settings, base)
     setup_s = time.perf_counter() - start
-    progress(f"bench on {transport.label} ({python}): copying {len(arts)} artefact(s); files already there with "
-             "the same sha256 are skipped ...")
+    progress(
+        f"bench on {transport.label} ({python}): copying {len(arts)} artefact(s); files already there with "
+        "the same sha256 are skipped ..."
+    )
     log = CopyLog()
     dirs = []
     for art in arts:
@@ -218,18 +243,26 @@ def remote_bench(arts: list[Artefact], transport: Transport, settings: RemoteSet
         sync_artefact(transport, python, art, target, settings, log)
         dirs.append(target)
     result = f"{base}/bench-{int(time.time() * 1000)}.json"
-    command = (f"TINYEXPORT_CACHE={_q(base + '/cache')} {_q(python)} -m tinyexport bench "
-               + " ".join(_q(d) for d in dirs) + f" --json {_q(result)} --no-log " + " ".join(_q(a) for a in bench_args))
+    command = (
+        f"TINYEXPORT_CACHE={_q(base + '/cache')} {_q(python)} -m tinyexport bench "
+        + " ".join(_q(d) for d in dirs)
+        + f" --json {_q(result)} --no-log "
+        + " ".join(_q(a) for a in bench_args)
+    )
     progress(f"copied {len(log.copied)} file(s) in {log.seconds:.1f} s; running the bench there ...")
     run_start = time.perf_counter()
     done = transport.run(command, timeout=settings.bench_timeout)
     run_s = time.perf_counter() - run_start
     if done.returncode not in (0, 1):  # 1: a candidate failed, the document still says which
         tail = [line for line in done.stderr.splitlines() if line.strip()]
-        raise RemoteError(f"{transport.label}: the bench there failed (exit {done.returncode}): "
-                          f"{tail[-1] if tail else done.stdout.strip()[-200:]}")
+        raise RemoteError(
+            f"{transport.label}: the bench there failed (exit {done.returncode}): "
+            f"{tail[-1] if tail else done.stdout.strip()[-200:]}"
+        )
     fetch_start = time.perf_counter()
-    fetched = _run_ok(transport, f"cat {_q(result)} && rm -f {_q(result)}", settings.command_timeout, "reading the JSON")
+    fetched = _run_ok(
+        transport, f"cat {_q(result)} && rm -f {_q(result)}", settings.command_timeout, "reading the JSON"
+    )
     try:
         document = json.loads(fetched.stdout)
     except json.JSONDecodeError:

@@ -7,11 +7,21 @@ from pathlib import Path
 from .transports import AdbTransport, parse_target
 
 
-def bench_on(on: str, artefacts: tuple[Path, ...], forwarded: list[str], *, remote_python: str | None,
-             remote_dir: str | None, identity: Path | None, ssh_options: tuple[str, ...], connect_timeout: int,
-             json_path: Path | None, log_csv: Path | None) -> dict:
+def bench_on(
+    on: str,
+    artefacts: tuple[Path, ...],
+    forwarded: list[str],
+    *,
+    remote_python: str | None,
+    remote_dir: str | None,
+    identity: Path | None,
+    ssh_options: tuple[str, ...],
+    connect_timeout: int,
+    json_path: Path | None,
+    log_csv: Path | None,
+) -> dict:
     from tinyexport.artefact import load_artefact
-    from tinyexport.commands.common import write_json_atomic
+    from tinyexport.atomic import write_json_atomic
     from tinyexport.console import make_console
     from tinyexport.errors import UserError
 
@@ -29,17 +39,28 @@ def bench_on(on: str, artefacts: tuple[Path, ...], forwarded: list[str], *, remo
     if len(set(names)) != len(names):
         raise UserError("artefact names repeat; each is copied to the target under its directory name")
     status = make_console(stderr=True)
-    document = remote_bench(arts, transport, RemoteSettings(remote_python=remote_python, remote_dir=remote_dir),
-                            forwarded, progress=lambda line: status.print(line, highlight=False))
+    document = remote_bench(
+        arts,
+        transport,
+        RemoteSettings(remote_python=remote_python, remote_dir=remote_dir),
+        forwarded,
+        progress=lambda line: status.print(line, highlight=False),
+    )
     document["machine"]["via"] = transport.label
     remote = document["remote"]
-    status.print(f"copied {len(remote['copied'])} file(s) ({remote['bytes_copied'] / 1e6:.1f} MB) in "
-                 f"{remote['copy_seconds']:.1f} s, skipped {len(remote['skipped'])}; bench there "
-                 f"{remote['bench_command_seconds']:.1f} s; total {remote['total_seconds']:.1f} s", highlight=False)
+    status.print(
+        f"copied {len(remote['copied'])} file(s) ({remote['bytes_copied'] / 1e6:.1f} MB) in "
+        f"{remote['copy_seconds']:.1f} s, skipped {len(remote['skipped'])}; bench there "
+        f"{remote['bench_command_seconds']:.1f} s; total {remote['total_seconds']:.1f} s",
+        highlight=False,
+    )
     console = make_console()
     machine = document.get("machine", {})
-    console.print(f"[bold]remote[/] {remote['transport']}: {machine.get('host')} — {machine.get('cpu_model')}, "
-                  f"{machine.get('cores')} cores, {machine.get('ram_gb')} GB, {machine.get('os')}", highlight=False)
+    console.print(
+        f"[bold]remote[/] {remote['transport']}: {machine.get('host')} — {machine.get('cpu_model')}, "
+        f"{machine.get('cores')} cores, {machine.get('ram_gb')} GB, {machine.get('os')}",
+        highlight=False,
+    )
     print_bench(console, document)
     if document.get("litertlm_benchmark"):
         from .litertlm_bench import print_litertlm

@@ -52,8 +52,10 @@ def _run(argv: list[str], stdin: Path | None, timeout: float, what: str) -> Comp
     except subprocess.TimeoutExpired:
         raise RemoteError(f"{what}: no answer within {timeout:.0f} s; check the target is up and reachable") from None
     except FileNotFoundError:
-        raise RemoteError(f"{argv[0]} is not installed here; install it (Debian: apt-get install "
-                          f"{'openssh-client' if argv[0] == 'ssh' else 'adb'})") from None
+        raise RemoteError(
+            f"{argv[0]} is not installed here; install it (Debian: apt-get install "
+            f"{'openssh-client' if argv[0] == 'ssh' else 'adb'})"
+        ) from None
     return Completed(proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"))
 
 
@@ -70,8 +72,9 @@ class SshTransport:
     connect_timeout: int = 10
 
     @classmethod
-    def parse(cls, url: str, identity: Path | None = None, options: tuple[str, ...] = (),
-              connect_timeout: int = 10) -> "SshTransport":
+    def parse(
+        cls, url: str, identity: Path | None = None, options: tuple[str, ...] = (), connect_timeout: int = 10
+    ) -> SshTransport:
         parts = urlsplit(url)
         try:
             port = parts.port or 22
@@ -90,8 +93,19 @@ class SshTransport:
         return f"ssh://{user}{self.host}:{self.port}"
 
     def base_argv(self) -> list[str]:
-        argv = ["ssh", "-p", str(self.port), "-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout}",
-                "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=2"]
+        argv = [
+            "ssh",
+            "-p",
+            str(self.port),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"ConnectTimeout={self.connect_timeout}",
+            "-o",
+            "ServerAliveInterval=15",
+            "-o",
+            "ServerAliveCountMax=2",
+        ]
         if self.identity is not None:
             argv += ["-i", str(self.identity), "-o", "IdentitiesOnly=yes"]
         for option in self.options:
@@ -106,8 +120,11 @@ class SshTransport:
         done = _run(self.argv(command), stdin, timeout, self.label)
         if done.returncode == 255:  # ssh's own failure: unreachable, refused key, host key mismatch...
             reason = _last_line(done.stderr) or "ssh failed"
-            hint = ("the key was refused: pass --identity KEY (or add yours to the target's authorized_keys)"
-                    if "Permission denied" in reason else "check the host, the port and that sshd runs there")
+            hint = (
+                "the key was refused: pass --identity KEY (or add yours to the target's authorized_keys)"
+                if "Permission denied" in reason
+                else "check the host, the port and that sshd runs there"
+            )
             raise RemoteError(f"{self.label}: {reason}; {hint}")
         return done
 
@@ -126,7 +143,7 @@ class AdbTransport:
     adb: str = "adb"
 
     @classmethod
-    def parse(cls, url: str) -> "AdbTransport":
+    def parse(cls, url: str) -> AdbTransport:
         parts = urlsplit(url)
         if parts.scheme != "adb" or parts.path not in ("", "/"):
             raise RemoteError(f"--on {url!r} is not an adb target; use adb:// (the only device) or adb://SERIAL")
@@ -149,15 +166,20 @@ class AdbTransport:
         if shutil.which(self.adb) is None:
             raise RemoteError("adb is not installed here; install Android platform-tools (Debian: apt-get install adb)")
         done = _run([self.adb, "devices"], None, timeout, "adb devices")
-        serials = [line.split()[0] for line in done.stdout.splitlines()[1:]
-                   if line.strip() and line.split()[-1] == "device"]
+        serials = [
+            line.split()[0] for line in done.stdout.splitlines()[1:] if line.strip() and line.split()[-1] == "device"
+        ]
         if not serials:
-            raise RemoteError("no Android device attached (`adb devices` lists none ready); connect one with USB "
-                              "debugging on and accept its prompt, or use --on ssh://user@host")
+            raise RemoteError(
+                "no Android device attached (`adb devices` lists none ready); connect one with USB "
+                "debugging on and accept its prompt, or use --on ssh://user@host"
+            )
         if self.serial is not None and self.serial not in serials:
             raise RemoteError(f"adb device {self.serial!r} is not attached (attached: {', '.join(serials)})")
         if self.serial is None and len(serials) > 1:
-            raise RemoteError(f"{len(serials)} Android devices attached ({', '.join(serials)}); pick one with adb://SERIAL")
+            raise RemoteError(
+                f"{len(serials)} Android devices attached ({', '.join(serials)}); pick one with adb://SERIAL"
+            )
 
     def run(self, command: str, *, stdin: Path | None = None, timeout: float) -> Completed:
         if stdin is not None:
@@ -174,8 +196,9 @@ class AdbTransport:
             raise RemoteError(f"{self.label}: adb push {local.name} failed: {_last_line(done.stderr + done.stdout)}")
 
 
-def parse_target(url: str, identity: Path | None = None, ssh_options: tuple[str, ...] = (),
-                 connect_timeout: int = 10) -> Transport:
+def parse_target(
+    url: str, identity: Path | None = None, ssh_options: tuple[str, ...] = (), connect_timeout: int = 10
+) -> Transport:
     scheme = urlsplit(url).scheme
     if scheme == "ssh":
         return SshTransport.parse(url, identity, ssh_options, connect_timeout)

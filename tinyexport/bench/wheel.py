@@ -20,10 +20,27 @@ def project_root() -> Path | None:
 def build_wheel(out: Path) -> Path:
     root = project_root()
     if root is None:
-        raise RemoteError("tinyexport is not installed from a source checkout here, so no wheel can be built for the "
-                          "target; install tinyexport[runtime] there and pass --remote-python")
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                           "-w", str(out), str(root)], capture_output=True, text=True, timeout=600)
+        raise RemoteError(
+            "tinyexport is not installed from a source checkout here, so no wheel can be built for the "
+            "target; install tinyexport[runtime] there and pass --remote-python"
+        )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(out),
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     wheels = sorted(out.glob("tinyexport-*.whl"))
     if proc.returncode != 0 or not wheels:
         tail = [line for line in proc.stderr.splitlines() if line.strip()]

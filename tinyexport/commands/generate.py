@@ -65,7 +65,7 @@ def generate(
     from tinyexport.resolve import Candidate, resolve
 
     if engine == "litertlm":
-        from tinyexport.generate_litertlm import generate_with_litertlm
+        from tinyexport.commands.generate_litertlm import generate_with_litertlm
 
         if artefact is None:
             raise UserError("--engine litertlm needs an ARTEFACT directory with a model.litertlm (tinyexport bundle)")

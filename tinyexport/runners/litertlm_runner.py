@@ -17,9 +17,10 @@ import ctypes
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from tinyexport.artefact import Artefact
 from tinyexport.errors import UserError
@@ -63,7 +64,7 @@ def last_engine_error() -> str:
 
 
 def bundle_of(art: Artefact) -> Path:
-    from tinyexport.litertlm_io import BUNDLE_FILE, bundle_path
+    from tinyexport.formats.litertlm_io import BUNDLE_FILE, bundle_path
 
     path = bundle_path(art.path, art.manifest)
     if path is None:
@@ -76,17 +77,26 @@ class LiteRtLmEngine:
 
     name = "litert-lm"
 
-    def __init__(self, bundle: Path | str, threads: int | None = None, activation: str = "fp32",
-                 max_num_tokens: int | None = None) -> None:
+    def __init__(
+        self,
+        bundle: Path | str,
+        threads: int | None = None,
+        activation: str = "fp32",
+        max_num_tokens: int | None = None,
+    ) -> None:
         lm = _litert_lm()
         self.bundle = Path(bundle)
         self.threads = threads
         self._scratch = tempfile.mkdtemp(prefix="tinyexport-litertlm-")
         start = time.perf_counter()
         try:
-            self._engine = lm.Engine(str(self.bundle), backend=lm.Backend.CPU(thread_count=threads),
-                                     cache_dir=self._scratch, max_num_tokens=max_num_tokens,
-                                     activation_data_type=lm.ActivationDataType.from_str(activation))
+            self._engine = lm.Engine(
+                str(self.bundle),
+                backend=lm.Backend.CPU(thread_count=threads),
+                cache_dir=self._scratch,
+                max_num_tokens=max_num_tokens,
+                activation_data_type=lm.ActivationDataType.from_str(activation),
+            )
         except RuntimeError as err:
             shutil.rmtree(self._scratch, ignore_errors=True)
             detail = last_engine_error()
@@ -94,7 +104,7 @@ class LiteRtLmEngine:
         self.load_seconds = time.perf_counter() - start
 
     @classmethod
-    def from_artefact(cls, art: Artefact, threads: int | None = None, **options: Any) -> "LiteRtLmEngine":
+    def from_artefact(cls, art: Artefact, threads: int | None = None, **options: Any) -> LiteRtLmEngine:
         return cls(bundle_of(art), threads=threads, **options)
 
     def close(self) -> None:
@@ -103,7 +113,7 @@ class LiteRtLmEngine:
             engine.close()
         shutil.rmtree(getattr(self, "_scratch", ""), ignore_errors=True)
 
-    def __enter__(self) -> "LiteRtLmEngine":
+    def __enter__(self) -> LiteRtLmEngine:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -133,8 +143,7 @@ class LiteRtLmEngine:
                 raise LiteRtLmError(f"LiteRT-LM prefill failed: {last_engine_error() or err}") from None
             try:
                 for response in session.run_decode_async():
-                    for text in response.texts:
-                        yield text
+                    yield from response.texts
             except RuntimeError as err:
                 raise LiteRtLmError(f"LiteRT-LM decode failed: {last_engine_error() or err}") from None
         finally:
@@ -153,16 +162,22 @@ class LiteRtLmEngine:
         return LiteRtLmResult("".join(chunks), chunks, len(self.tokenize(prompt)), first - start, last - first)
 
 
-def engine_benchmark(bundle: Path | str, prefill_tokens: int, decode_tokens: int, threads: int | None = None,
-                     activation: str = "fp32") -> dict[str, float]:
+def engine_benchmark(
+    bundle: Path | str, prefill_tokens: int, decode_tokens: int, threads: int | None = None, activation: str = "fp32"
+) -> dict[str, float]:
     """LiteRT-LM's own benchmark (``litert_lm.Benchmark``): a prompt padded to ``prefill_tokens``, then
     ``decode_tokens`` decoded; numbers as the engine reports them."""
     lm = _litert_lm()
     scratch = tempfile.mkdtemp(prefix="tinyexport-litertlm-bench-")
     try:
-        bench = lm.Benchmark(model_path=str(bundle), backend=lm.Backend.CPU(thread_count=threads),
-                             prefill_tokens=prefill_tokens, decode_tokens=decode_tokens, cache_dir=scratch,
-                             activation_data_type=lm.ActivationDataType.from_str(activation))
+        bench = lm.Benchmark(
+            model_path=str(bundle),
+            backend=lm.Backend.CPU(thread_count=threads),
+            prefill_tokens=prefill_tokens,
+            decode_tokens=decode_tokens,
+            cache_dir=scratch,
+            activation_data_type=lm.ActivationDataType.from_str(activation),
+        )
         try:
             info = bench.run()
         except RuntimeError as err:

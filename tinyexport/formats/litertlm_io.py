@@ -7,8 +7,9 @@ Shared by the bundler (``converters/litertlm.py``, which writes it) and the Lite
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 BUNDLE_FILE = "model.litertlm"
 

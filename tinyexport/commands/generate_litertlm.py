@@ -30,8 +30,10 @@ def generate_with_litertlm(artefact: Path, prompt: str, chat: bool, max_new_toke
         if n_prompt == 0:
             raise UserError("the prompt encodes to no tokens; pass a non-empty --prompt")
         if n_prompt + max_new_tokens > art.kv_cache_max_len:
-            raise UserError(f"prompt ({n_prompt} tokens) + --max-new-tokens {max_new_tokens} exceeds the KV cache "
-                            f"({art.kv_cache_max_len}); shorten the prompt or lower --max-new-tokens")
+            raise UserError(
+                f"prompt ({n_prompt} tokens) + --max-new-tokens {max_new_tokens} exceeds the KV cache "
+                f"({art.kv_cache_max_len}); shorten the prompt or lower --max-new-tokens"
+            )
         import time
 
         chunks, start = 0, time.perf_counter()
@@ -46,6 +48,9 @@ def generate_with_litertlm(artefact: Path, prompt: str, chat: bool, max_new_toke
     sys.stdout.write("\n")
     sys.stdout.flush()
     per_chunk = (last - first) * 1000 / (chunks - 1) if chunks > 1 else 0.0
-    click.echo(f"[litert-lm] prompt {n_prompt} tokens, first text after {(first - start) * 1000:.0f} ms, "
-               f"{chunks} text chunks, decode {per_chunk:.1f} ms/chunk (a chunk is one token unless it ends "
-               f"inside a UTF-8 character)", err=True)
+    click.echo(
+        f"[litert-lm] prompt {n_prompt} tokens, first text after {(first - start) * 1000:.0f} ms, "
+        f"{chunks} text chunks, decode {per_chunk:.1f} ms/chunk (a chunk is one token unless it ends "
+        f"inside a UTF-8 character)",
+        err=True,
+    )
