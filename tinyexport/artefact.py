@@ -77,8 +77,14 @@ class Artefact:
         return self.path.name
 
     def size_bytes(self) -> int:
-        """Bytes on disk of the model files (tokenizer and manifest excluded)."""
-        return sum(int(f["bytes"]) for n, f in self.manifest["files"].items() if n not in TOKENIZER_FILES)
+        """Bytes on disk of the model files (tokenizer, manifest and a LiteRT-LM bundle, which repackages
+        the same model file, excluded)."""
+        bundle = (
+            self.manifest.get("litertlm", {}).get("file") if isinstance(self.manifest.get("litertlm"), dict) else None
+        )
+        return sum(
+            int(f["bytes"]) for n, f in self.manifest["files"].items() if n not in TOKENIZER_FILES and n != bundle
+        )
 
 
 def tool_versions() -> dict[str, str]:
