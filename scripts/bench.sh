@@ -46,12 +46,19 @@ bench_model() {  # name, recipes, repeats, heavy (0|1), torch candidates, checkp
                 continue
             fi
         fi
+        # the int8 TFLite file (1024 slots) also goes into a LiteRT-LM bundle: `bench --litertlm` runs
+        # Google's engine on it beside our runner (docs/litertlm.md)
+        if [ "$fmt:$recipe:${slots}" = "tflite:dynamic_int8:" ] && [ ! -f "$dir/model.litertlm" ]; then
+            "$TE" bundle "$dir" || echo "$fmt/$recipe: no LiteRT-LM bundle" | tee -a "$results/skipped.txt"
+        fi
         arts+=("$dir")
     done
     rm -f "$results/.convert.err"
     echo "== $name: bench ${#arts[@]} artefact(s) + $torches hf"
+    local litertlm=()
+    compgen -G "$OUT/bench/$name/*/model.litertlm" > /dev/null && litertlm=(--litertlm)
     "${lock[@]}" "$TE" bench "${arts[@]}" $torches --hf "${ckpt[@]}" --repeats "$repeats" --context "$CONTEXTS" \
-        --json "$results/bench.json" || return 1
+        "${litertlm[@]}" --json "$results/bench.json" || return 1
     local evals=()
     for f in "$results"/eval*.json; do [ -f "$f" ] && evals+=("$f"); done
     "$TE" report "$results/bench.json" "${evals[@]}" -o "$results" --title "tinyexport bench: $name"

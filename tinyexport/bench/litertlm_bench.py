@@ -27,12 +27,14 @@ FIELDS = ("prefill_tok_s", "decode_tok_s", "decode_ms_per_token", "ttft_s", "ini
 def bench_bundles(
     arts: list[Artefact], prompt_len: int, new_tokens: int, repeats: int, threads: int | None, timeout: float = 900
 ) -> list[dict[str, Any]]:
-    """One row per artefact: the median of ``repeats`` LiteRT-LM benchmark runs, or why it has none."""
+    """One row per bundled artefact: the median of ``repeats`` LiteRT-LM benchmark runs, or why it failed
+    (one row per artefact saying so when none has a bundle)."""
+    bundled = [(art, bundle_path(art.path, art.manifest)) for art in arts]
+    if not any(bundle for _, bundle in bundled):
+        return [{"name": art.name, "error": "no model.litertlm (make one with `tinyexport bundle`)"} for art in arts]
     rows = []
-    for art in arts:
-        bundle = bundle_path(art.path, art.manifest)
-        if bundle is None:
-            rows.append({"name": art.name, "error": "no model.litertlm (tinyexport bundle)"})
+    for art, bundle in bundled:
+        if bundle is None:  # only bundled artefacts get LiteRT-LM's numbers
             continue
         runs, error = [], None
         for _ in range(max(repeats, 1)):
@@ -100,6 +102,35 @@ def print_litertlm(console: Console, rows: list[dict[str, Any]], ours: list[dict
                 f"{c['load_s']:.2f}",
             )
     console.print(table)
+
+
+def litertlm_markdown(doc: dict[str, Any]) -> list[str]:
+    """The report's lines for LiteRT-LM's own numbers beside ours (none when the bench had no --litertlm)."""
+    rows = doc.get("litertlm_benchmark") or []
+    if not rows:
+        return []
+    ours = {c["name"]: c for c in doc["candidates"] if not c.get("error")}
+    lines = [
+        "LiteRT-LM's own measurement (`litert_lm.Benchmark` on model.litertlm, median of runs) beside ours:",
+        "",
+        "| candidate | measured by | prefill tok/s | decode ms/token | TTFT ms | init s |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        if row.get("error"):
+            lines.append(f"| {row['name']} | LiteRT-LM failed: {row['error']} | | | | |")
+            continue
+        lines.append(
+            f"| {row['name']} | LiteRT-LM | {row['prefill_tok_s']:.1f} | {row['decode_ms_per_token']:.2f} | "
+            f"{row['ttft_s'] * 1000:.1f} | {row['init_s']:.2f} |"
+        )
+        c = ours.get(row["name"])
+        if c is not None:
+            lines.append(
+                f"| | tinyexport (LiteRT) | {c['prefill_tok_s']['median']:.1f} | "
+                f"{c['decode_ms_per_token']['median']:.2f} | {c['ttft_ms']['median']:.1f} | {c['load_s']:.2f} |"
+            )
+    return [*lines, ""]
 
 
 def main(argv: list[str]) -> int:

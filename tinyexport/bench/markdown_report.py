@@ -17,6 +17,7 @@ from tinyexport.atomic import write_text_atomic
 from tinyexport.errors import UserError
 
 from . import plots
+from .litertlm_bench import litertlm_markdown
 from .table import context_cell, context_fills
 
 EVAL_FIELDS = ("name", "perplexity", "delta_ppl", "kl_mean", "kl_p99", "top1_agreement", "seconds")
@@ -68,7 +69,8 @@ def bench_section(doc: dict[str, Any], out: Path, prefix: str) -> list[str]:
     lines = [
         f"## Benchmark: {doc['model']['name']}",
         "",
-        f"{m['cpu_model']}, {m['cores']} cores, {m['ram_gb']} GB RAM, {m['os']}; tinyexport "
+        (f"Remote run via {m['via']} on {m['host']}: " if m.get("via") else "")
+        + f"{m['cpu_model']}, {m['cores']} cores, {m['ram_gb']} GB RAM, {m['os']}; tinyexport "
         f"{m['tinyexport_version']} ({m['git_commit']}); {doc['created']}.",
         f"Prompt {s['prompt_len']} random token ids (seed {s['seed']}), {s['new_tokens']} greedy new tokens, "
         f"{s['warmup']} warm-up + {s['repeats']} timed runs, threads {s['threads'] or 'runtime default'}. "
@@ -95,6 +97,7 @@ def bench_section(doc: dict[str, Any], out: Path, prefix: str) -> list[str]:
             f"{r['prefill']['bound_tok_s']:.0f} | {100 * r['prefill']['fraction']:.0f}% |"
         )
     lines.append("")
+    lines += litertlm_markdown(doc)
     if not ok:
         return lines
     names = [c["name"] for c in ok]
