@@ -194,3 +194,21 @@ def test_bad_inputs_exit_2_in_one_line(tiny_art, tmp_path):
         "has no model.litertlm",
         "tinyexport bundle",
     )
+
+
+def test_bench_runs_litertlms_own_benchmark_beside_ours(bundled, tmp_path):
+    out = tmp_path / "bench.json"
+    args = ("--prompt-len", "8", "--new-tokens", "6", "--warmup", "0", "--repeats", "1", "--threads", "1")
+    result = run_cli("bench", str(bundled), "--litertlm", *args, "--no-log", "--json", str(out), cache=tmp_path)
+    assert result.code == 0, result.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    (ours,) = doc["candidates"]
+    (theirs,) = doc["litertlm_benchmark"]
+    assert theirs["name"] == ours["name"] == "tiny_f32" and theirs["measured_by"].startswith("LiteRT-LM")
+    assert theirs["prefill_tokens"] == 8 and theirs["decode_tokens"] == 5
+    assert theirs["prefill_tok_s"] > 0 and theirs["decode_ms_per_token"] > 0
+    assert ours["size_bytes"] == load_artefact(bundled).manifest["files"]["model.tflite"]["bytes"]
+    assert "LiteRT-LM's own measurement" in result.stdout
+    report = run_cli("report", str(out), "-o", str(tmp_path / "report"))
+    assert report.code == 0, report.stderr
+    assert "| tiny_f32 | LiteRT-LM |" in (tmp_path / "report" / "report.md").read_text()
