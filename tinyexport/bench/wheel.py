@@ -24,23 +24,9 @@ def build_wheel(out: Path) -> Path:
             "tinyexport is not installed from a source checkout here, so no wheel can be built for the "
             "target; install tinyexport[runtime] there and pass --remote-python"
         )
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(out),
-            str(root),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    # build isolation: pip fetches the build backend pyproject.toml names (setuptools>=68)
+    argv = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(root)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     wheels = sorted(out.glob("tinyexport-*.whl"))
     if proc.returncode != 0 or not wheels:
         tail = [line for line in proc.stderr.splitlines() if line.strip()]
