@@ -20,7 +20,7 @@ from tinyexport.artefact import load_artefact
 from tinyexport.models.config import TINY
 
 from .cli_helpers import assert_bad_input, run_cli
-from .conftest import save_hf_checkpoint
+from .tiny_models import save_hf_checkpoint
 
 pytest.importorskip(
     "litert_lm_builder", reason="litert-lm-builder is not installed (pip install 'tinyexport[litertlm]')"

@@ -12,23 +12,25 @@ import json
 import statistics
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from tinyexport.artefact import Artefact
+from tinyexport.artefact import load_artefact
 from tinyexport.formats.litertlm_io import bundle_path
 
 FIELDS = ("prefill_tok_s", "decode_tok_s", "decode_ms_per_token", "ttft_s", "init_s")
 
 
 def bench_bundles(
-    arts: list[Artefact], prompt_len: int, new_tokens: int, repeats: int, threads: int | None, timeout: float = 900
+    paths: Sequence[Path], prompt_len: int, new_tokens: int, repeats: int, threads: int | None, timeout: float = 900
 ) -> list[dict[str, Any]]:
     """One row per bundled artefact: the median of ``repeats`` LiteRT-LM benchmark runs, or why it failed
-    (one row per artefact saying so when none has a bundle)."""
+    (one row per artefact saying so when none has a bundle). The caller has checked the hashes."""
+    arts = [load_artefact(p, check_hashes=False) for p in paths]
     bundled = [(art, bundle_path(art.path, art.manifest)) for art in arts]
     if not any(bundle for _, bundle in bundled):
         return [{"name": art.name, "error": "no model.litertlm (make one with `tinyexport bundle`)"} for art in arts]

@@ -74,3 +74,24 @@ def bench_on(
     if failed:
         raise SystemExit(1)
     return document
+
+
+def forwarded_args(
+    prompt_len: int,
+    new_tokens: int,
+    warmup: int,
+    repeats: int,
+    threads: int | None,
+    contexts: str | None,
+    seed: int,
+    reprobe: bool,
+    litertlm: bool,
+) -> list[str]:
+    """The bench options the remote run gets (checked here first, so bad values fail before any copy)."""
+    args = ["--prompt-len", str(prompt_len), "--new-tokens", str(new_tokens), "--warmup", str(warmup)]
+    args += ["--repeats", str(repeats), "--seed", str(seed)]
+    args += ["--threads", str(threads)] if threads else []
+    args += ["--context", contexts] if contexts else []
+    args += ["--reprobe"] if reprobe else []
+    args += ["--litertlm"] if litertlm else []
+    return args

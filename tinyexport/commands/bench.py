@@ -60,6 +60,46 @@ from .options import checkpoint_options
 )
 @click.option("--no-log", is_flag=True, help="Do not append to the CSV log.")
 @click.option("--reprobe", is_flag=True, help="Measure bandwidth and matmul peak again instead of using the cache.")
+@click.option(
+    "--litertlm",
+    "litertlm",
+    is_flag=True,
+    help="Also run LiteRT-LM's own benchmark on each artefact's model.litertlm (tinyexport bundle).",
+)
+@click.option(
+    "--on",
+    "on",
+    default=None,
+    metavar="ssh://USER@HOST[:PORT]|adb://[SERIAL]",
+    help="Run the bench on another machine: copy the artefacts there, bench, pull the JSON (docs/remote-bench.md).",
+)
+@click.option(
+    "--remote-python",
+    default=None,
+    metavar="PATH",
+    help="With --on: a Python 3.10+ on the target with tinyexport[runtime] [default: a venv bench makes].",
+)
+@click.option(
+    "--remote-dir",
+    default=None,
+    metavar="DIR",
+    help="With --on: where artefacts, the venv and caches live there [default: ~/.cache/tinyexport-remote].",
+)
+@click.option("--identity", type=click.Path(path_type=Path), default=None, help="With --on ssh://: private key file.")
+@click.option(
+    "--ssh-option",
+    "ssh_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="With --on ssh://: extra ssh -o option (repeatable), e.g. UserKnownHostsFile=FILE.",
+)
+@click.option(
+    "--connect-timeout",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="With --on: seconds to wait for the connection.",
+)
 def bench(
     artefacts: tuple[Path, ...],
     torch_attentions: tuple[str, ...],
@@ -77,6 +117,13 @@ def bench(
     log_csv: Path,
     no_log: bool,
     reprobe: bool,
+    litertlm: bool,
+    on: str | None,
+    remote_python: str | None,
+    remote_dir: str | None,
+    identity: Path | None,
+    ssh_options: tuple[str, ...],
+    connect_timeout: int,
 ) -> None:
     """Benchmark ARTEFACTS (TFLite/ONNX dirs) and/or the checkpoint (--torch, --hf) on this machine.
 
@@ -110,6 +157,27 @@ def bench(
     check_writable_file(json_path, "--json")
     if not no_log:
         check_log(log_csv)
+    if on is not None:
+        from tinyexport.bench.remote_command import bench_on, forwarded_args
+
+        if torch_attentions or hf or not artefacts:
+            raise UserError(
+                "--on benches artefact directories only (runtime-only there); pass ARTEFACTS, drop --torch/--hf"
+            )
+        forwarded = forwarded_args(prompt_len, new_tokens, warmup, repeats, threads, contexts, seed, reprobe, litertlm)
+        bench_on(
+            on,
+            artefacts,
+            forwarded,
+            remote_python=remote_python,
+            remote_dir=remote_dir,
+            identity=identity,
+            ssh_options=ssh_options,
+            connect_timeout=connect_timeout,
+            json_path=json_path,
+            log_csv=None if no_log else log_csv,
+        )
+        return
     if not artefacts and not torch_attentions and not hf:
         torch_attentions, hf = ("standard",), True
     candidates, model_name, checkpoint_dir = plan(
@@ -123,7 +191,16 @@ def bench(
         candidates, settings, threads, checkpoint_dir, probes, progress=lambda line: status.print(line, highlight=False)
     )
     document = bench_document(model_name, candidates[0].config, settings, threads, machine_info(), probes, rows)
+    if litertlm:
+        from tinyexport.bench.litertlm_bench import bench_bundles
+
+        status.print("LiteRT-LM's own benchmark ...", highlight=False)
+        document["litertlm_benchmark"] = bench_bundles(artefacts, prompt_len, new_tokens, min(repeats, 3), threads)
     print_bench(console, document)
+    if document.get("litertlm_benchmark"):
+        from tinyexport.bench.litertlm_bench import print_litertlm
+
+        print_litertlm(console, document["litertlm_benchmark"], document["candidates"])
     if json_path is not None:
         write_json_atomic(json_path, document)
     if not no_log:
