@@ -43,7 +43,7 @@ def convert(checkpoint: Any, export: ExportConfig, out_dir: Path) -> dict[str, A
     del model
     fusions = fuse_for_ort(graph, checkpoint.config, rope_cos, rope_sin)
     out_dir = Path(out_dir)
-    with tempfile.TemporaryDirectory(prefix=".onnx-scratch-", dir=out_dir.parent) as scratch:
+    with tempfile.TemporaryDirectory(prefix=".onnx-scratch-", dir=out_dir) as scratch:  # inside the atomic temp dir
         graph, facts = ONNX_RECIPES[export.recipe].apply(graph, Path(scratch))
         weight_bytes = save_model(graph, out_dir / MODEL_FILE)
     del graph

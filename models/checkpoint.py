@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tinyexport.atomic import atomic_directory
 from tinyexport.errors import UserError
+from tinyexport.faults import check_free_space
 from tinyexport.hashing import sha256_file
 
 from .config import PRESETS, ModelConfig, UnsupportedModelError, read_hf_config
@@ -147,6 +148,7 @@ def _materialise_gguf(gguf_path: Path, target: Path) -> Checkpoint:
         config, state, meta = read_gguf(gguf_path)
     except (UnsupportedModelError, WeightsError) as err:
         raise CheckpointError(f"{gguf_path}: {err}") from None
+    check_free_space(target.parent, 4 * config.num_parameters(), f"the checkpoint materialised from {gguf_path.name}")
     with atomic_directory(target, existing=_publication(target, GGUF_MATERIALISER_VERSION)) as tmp:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(config.to_hf_dict(), indent=2))
@@ -217,6 +219,7 @@ def _materialise_random(preset: str, config: ModelConfig, seed: int, cache: Path
     from .weights import random_weights
 
     source = f"random weights, preset {preset}, seed {seed}"
+    check_free_space(target.parent, 4 * config.num_parameters(), f"the random checkpoint {preset} (seed {seed})")
     with atomic_directory(target, existing=_publication(target)) as tmp:
         write_safetensors_streaming(tmp / "model.safetensors", config, random_weights(config, seed))
         (tmp / "config.json").write_text(json.dumps(config.to_hf_dict(), indent=2))

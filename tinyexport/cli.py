@@ -1,7 +1,9 @@
 """The ``tinyexport`` command line: a thin click layer. Heavy backends are imported inside commands,
 so ``tinyexport --help`` never imports torch.
 
-Exit codes: 0 success, 1 a check failed (parity, quality), 2 bad input (one line on stderr).
+Exit codes: 0 success, 1 a check failed (parity, quality) or the environment failed the operation
+(disk full, not writable, out of memory, a killed child: one line saying what to do), 2 bad input
+(one line on stderr), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import click
 
 from tinyexport import __version__
-from tinyexport.errors import CheckError, UserError
+from tinyexport.errors import CheckError, OperationError, UserError
 
 # command name -> "module:attribute"; modules define click commands and import nothing heavy.
 COMMANDS: dict[str, str] = {
@@ -96,9 +98,25 @@ class TinyexportGroup(click.Group):
             )
         except UserError as err:
             fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
-        except CheckError as err:
-            fail(str(err), 1)
+        except (CheckError, OperationError) as err:
+            fail(str(err).splitlines()[0] if str(err) else type(err).__name__, 1)
+        except MemoryError:
+            from tinyexport.faults import memory_fault
+
+            fail(str(memory_fault(f"running `{_command_name(args)}`")), 1)
+        except OSError as err:  # an environment fault no library code wrapped: still one line
+            from tinyexport.faults import from_os_error
+
+            fault = from_os_error(err, None)
+            if fault is None:
+                raise
+            fail(str(fault), 1)
         sys.exit(result if isinstance(result, int) else 0)
+
+
+def _command_name(args: Any) -> str:
+    words = [a for a in (sys.argv[1:] if args is None else list(args)) if not a.startswith("-")]
+    return f"tinyexport {words[0]}" if words else "tinyexport"
 
 
 @click.group(cls=TinyexportGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

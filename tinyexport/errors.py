@@ -1,4 +1,5 @@
-"""Exceptions the CLI turns into exit codes: ``UserError`` -> 2 (bad input), ``CheckError`` -> 1.
+"""Exceptions the CLI turns into exit codes: ``UserError`` -> 2 (bad input), ``CheckError`` -> 1,
+``OperationError`` -> 1 (the environment failed the work: disk full, permissions, memory, a killed child).
 
 Library code raises specific subclasses of ``UserError`` (checkpoint, weights, artefact, cache
 overflow...) so the edge can report them as one line without importing the modules that define them.
@@ -23,3 +24,28 @@ class ParityError(CheckError):
     def __init__(self, message: str, rows: list[Any]) -> None:
         super().__init__(message)
         self.rows = rows
+
+
+class OperationError(Exception):
+    """The environment made an operation fail (not the input): one line naming what failed, where, and
+    what to do. Exit 1."""
+
+
+class NoSpaceError(OperationError):
+    """Not enough disk space (refused before writing, or ENOSPC/EFBIG/EDQUOT while writing)."""
+
+
+class NotWritableError(OperationError):
+    """A directory tinyexport must write into is not writable (EACCES, EPERM, EROFS) or not a directory."""
+
+
+class VanishedError(OperationError):
+    """A temporary directory was removed by someone else while tinyexport was writing into it."""
+
+
+class ChildKilledError(OperationError):
+    """A child process tinyexport started was killed by a signal (often the kernel's OOM killer)."""
+
+
+class OutOfMemoryError(OperationError):
+    """Not enough memory: predicted before starting, or a ``MemoryError`` while running."""

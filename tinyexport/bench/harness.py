@@ -8,6 +8,7 @@ import dataclasses
 import datetime as _dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tinyexport.errors import UserError
+from tinyexport.errors import ChildKilledError, OperationError, UserError
 from tinyexport.models.config import ModelConfig
 from tinyexport.resolve import Candidate
 
@@ -35,6 +36,24 @@ RESULT_SCHEMA = 1
 
 class WorkerFailed(RuntimeError):
     """A worker subprocess crashed (not bad input): the message carries its last stderr line."""
+
+
+class WorkerKilled(WorkerFailed, ChildKilledError):
+    """A worker subprocess was killed by a signal (SIGKILL: usually the kernel's OOM killer)."""
+
+
+def killed_message(what: str, returncode: int) -> str:
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    hint = (
+        "the kernel's OOM killer does this when memory runs out (see `dmesg`): free memory or bench fewer "
+        "or smaller candidates, then re-run"
+        if -returncode == signal.SIGKILL
+        else "re-run"
+    )
+    return f"the {what} was killed by {name}; {hint}"
 
 
 @dataclass(frozen=True)
@@ -80,6 +99,8 @@ def run_job(job: dict[str, Any], threads: int | None) -> dict[str, Any]:
         result = json.loads(result_path.read_text()) if result_path.is_file() else None
     if result is not None and not result.get("ok", False):
         raise UserError(result.get("error", "bench worker rejected its input"))
+    if proc.returncode < 0:
+        raise WorkerKilled(killed_message(f"bench worker ({job.get('kind')})", proc.returncode))
     if proc.returncode != 0 or result is None:
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         raise WorkerFailed(lines[-1] if lines else f"bench worker exited with code {proc.returncode}")
@@ -103,7 +124,13 @@ def run_candidate(
 
 
 def run_probes_subprocess(threads: int) -> dict[str, Any]:
-    return run_job({"kind": "probe", "threads": threads}, threads)
+    """The machine probes in a worker; a crash there stops the bench with one line (no candidate ran yet)."""
+    try:
+        return run_job({"kind": "probe", "threads": threads}, threads)
+    except WorkerKilled:
+        raise
+    except WorkerFailed as err:
+        raise OperationError(f"the bench worker measuring this machine failed: {err}") from None
 
 
 def roofline(

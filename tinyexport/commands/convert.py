@@ -117,6 +117,7 @@ def convert(
     )
     if target.exists() and not force:
         raise UserError(f"output {target} already exists; pass --force to replace it or -o another directory")
+    check_output_room(ckpt, export, target)
 
     from tinyexport.console import make_console
     from tinyexport.converters.pipeline import export_artefact
@@ -139,6 +140,21 @@ def convert(
     )
 
 
+def check_output_room(ckpt, export, target: Path) -> None:
+    """Before loading anything: the output's directory must take new entries and hold the artefact."""
+    from tinyexport.artefact import TOKENIZER_FILES
+    from tinyexport.faults import check_file_size_limit, check_free_space, check_writable_dir
+    from tinyexport.formats.budget import artefact_disk_bytes, largest_file_bytes
+
+    check_writable_dir(target.parent, "the artefact", "-o")
+    tokenizer = [ckpt.directory / name for name in TOKENIZER_FILES]
+    extra = sum(p.stat().st_size for p in tokenizer if p.is_file())
+    params = ckpt.config.num_parameters()
+    what = f"the {export.format}/{export.recipe} artefact of {ckpt.name}"
+    check_free_space(target.parent, artefact_disk_bytes(export.format, export.recipe, params) + extra, what, "-o")
+    check_file_size_limit(largest_file_bytes(export.format, export.recipe, params), what)
+
+
 LITERT_PROGRESS_ENV = "LITERT_TORCH_SHOW_PROGRESS"  # litert-torch's documented switch for its progress lines
 
 
@@ -150,7 +166,7 @@ def converter_output(verbose: bool) -> Iterator[None]:
     if verbose:
         yield
         return
-    from tinyexport.errors import CheckError, UserError
+    from tinyexport.errors import CheckError, OperationError, UserError
     from tinyexport.native_logs import captured_native_stderr
 
     progress_was = os.environ.get(LITERT_PROGRESS_ENV)
@@ -162,7 +178,7 @@ def converter_output(verbose: bool) -> Iterator[None]:
             try:
                 with captured_native_stderr() as native:
                     yield
-            except (UserError, CheckError):
+            except (UserError, CheckError, OperationError, MemoryError):
                 raise
             except Exception:
                 sys.stderr.write(native.text)
