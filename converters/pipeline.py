@@ -52,9 +52,16 @@ def rope_table_bytes(config: Any, export: ExportConfig) -> int:
 
 
 def export_artefact(
-    checkpoint: Any, export: ExportConfig, target: Path, *, replace: bool = False, source_ref: Mapping[str, Any]
+    checkpoint: Any,
+    export: ExportConfig,
+    target: Path,
+    *,
+    replace: bool = False,
+    source_ref: Mapping[str, Any],
+    predicted_peak_rss_mb: float | None = None,
 ) -> dict[str, Any]:
-    """Convert ``checkpoint`` into the artefact directory ``target``; return the manifest written."""
+    """Convert ``checkpoint`` into the artefact directory ``target``; return the manifest written.
+    ``predicted_peak_rss_mb`` (``formats.budget``) is recorded next to the measured peak."""
     fmt = FORMATS[export.format]
     convert = load_object(fmt.converter)
     start = time.perf_counter()
@@ -85,6 +92,7 @@ def export_artefact(
                 "conversion": {
                     "seconds": round(seconds, 2),
                     "peak_rss_mb": round(peak_rss_mb(), 1),
+                    "predicted_peak_rss_mb": None if predicted_peak_rss_mb is None else round(predicted_peak_rss_mb, 1),
                     "size_ratio_vs_fp32": round(ratio, 4),
                 },
                 **fields,

@@ -33,6 +33,23 @@ def open_checkpoint(spec: str, random_weights: bool = False, seed: int = 0):
     return resolve_checkpoint(spec, cache=cache_dir(), random_weights=random_weights, seed=seed)
 
 
+def config_before_loading(spec: str, random_weights: bool = False):
+    """The ModelConfig a ``--checkpoint`` value names when it is known without materialising anything (a
+    preset's shape, an HF directory's config.json); None otherwise (a GGUF file, a bad value)."""
+    from tinyexport.models.config import PRESETS, read_hf_config
+
+    if spec in PRESETS:
+        preset = PRESETS[spec]
+        return preset.config if random_weights or preset.weights else None
+    path = Path(spec).expanduser()
+    if (path / "config.json").is_file():
+        try:
+            return read_hf_config(path)
+        except (UserError, ValueError, OSError):
+            return None  # open_checkpoint reports it properly
+    return None
+
+
 @dataclass(frozen=True)
 class CheckpointRef:
     """How to re-resolve a checkpoint (recorded in manifests)."""

@@ -63,6 +63,19 @@ from .options import checkpoint_options
 )
 @click.option("--opset", type=int, default=None, help="ONNX opset of the graph [default: 21]; ONNX only.")
 @click.option(
+    "--max-memory",
+    default=None,
+    metavar="SIZE",
+    envvar="TINYEXPORT_MAX_MEMORY",
+    help="Memory the conversion may use, in MiB or with a unit (500M, 8G) [default: MemAvailable from "
+    "/proc/meminfo; env TINYEXPORT_MAX_MEMORY].",
+)
+@click.option(
+    "--force-memory",
+    is_flag=True,
+    help="Convert even when the predicted peak memory is above what is available.",
+)
+@click.option(
     "--verbose",
     is_flag=True,
     help="Show the converters' own progress and native logs (held back by default; shown on a crash).",
@@ -81,6 +94,8 @@ def convert(
     flash_block_size: int,
     prefill_logits: str,
     opset: int | None,
+    max_memory: str | None,
+    force_memory: bool,
     verbose: bool,
 ) -> None:
     """Export a checkpoint to an artefact directory: model file(s), tokenizer files, manifest.json.
@@ -104,8 +119,11 @@ def convert(
         )
     except ValueError as err:
         raise UserError(str(err)) from None
-    from tinyexport.resolve import open_checkpoint
+    from tinyexport.resolve import config_before_loading, open_checkpoint
 
+    early = config_before_loading(checkpoint, random_weights)  # a preset's or a directory's shape: no weights touched
+    if early is not None:  # refuse before materialising gigabytes into the cache
+        check_memory(checkpoint, early, export, max_memory, force_memory)
     ckpt = open_checkpoint(checkpoint, random_weights, seed)
     if kv_cache_max_len > ckpt.config.max_position_embeddings:
         raise UserError(
@@ -118,6 +136,7 @@ def convert(
     if target.exists() and not force:
         raise UserError(f"output {target} already exists; pass --force to replace it or -o another directory")
     check_output_room(ckpt, export, target)
+    predicted = check_memory(ckpt.name, ckpt.config, export, max_memory, force_memory)
 
     from tinyexport.console import make_console
     from tinyexport.converters.pipeline import export_artefact
@@ -131,12 +150,14 @@ def convert(
             target,
             replace=force,
             source_ref={"spec": checkpoint, "random_weights": random_weights, "seed": seed},
+            predicted_peak_rss_mb=predicted,
         )
     conv = manifest.get("conversion", {})
     size_mb = sum(f["bytes"] for f in manifest["files"].values()) / 1e6
     console.print(
         f"wrote {target} ({size_mb:.1f} MB) in {conv.get('seconds', 0):.1f} s, "
-        f"peak RSS {conv.get('peak_rss_mb', 0):.0f} MiB"
+        f"peak RSS {conv.get('peak_rss_mb', 0):,.0f} MiB"
+        + (f" (predicted {predicted:,.0f})" if predicted is not None else "")
     )
 
 
@@ -153,6 +174,32 @@ def check_output_room(ckpt, export, target: Path) -> None:
     what = f"the {export.format}/{export.recipe} artefact of {ckpt.name}"
     check_free_space(target.parent, artefact_disk_bytes(export.format, export.recipe, params) + extra, what, "-o")
     check_file_size_limit(largest_file_bytes(export.format, export.recipe, params), what)
+
+
+def check_memory(name: str, config, export, max_memory: str | None, force: bool) -> float | None:
+    """Refuse (one line, exit 1) a conversion predicted to peak above the memory available; return the
+    prediction in MiB (None for a format/recipe never measured)."""
+    from tinyexport.errors import OutOfMemoryError, UserError
+    from tinyexport.formats.budget import predicted_peak_rss_mb
+    from tinyexport.resources import available_memory_mb, parse_memory_mb
+
+    predicted = predicted_peak_rss_mb(export.format, export.recipe, config.num_parameters())
+    if max_memory is not None:
+        try:
+            available, source = parse_memory_mb(max_memory), "--max-memory / TINYEXPORT_MAX_MEMORY"
+        except ValueError:
+            raise UserError(
+                f"--max-memory (or TINYEXPORT_MAX_MEMORY) must be a size such as 1500, 500M or 8G, got {max_memory!r}"
+            ) from None
+    else:
+        available, source = available_memory_mb(), "MemAvailable"
+    if predicted is not None and predicted > available and not force:
+        raise OutOfMemoryError(
+            f"converting {name} to {export.format}/{export.recipe} is predicted to peak at {predicted:,.0f} MiB "
+            f"RSS but only {available:,.0f} MiB is available ({source}); free {predicted - available:,.0f} MiB, "
+            "pick a smaller recipe, or pass --force-memory to try anyway"
+        )
+    return predicted
 
 
 LITERT_PROGRESS_ENV = "LITERT_TORCH_SHOW_PROGRESS"  # litert-torch's documented switch for its progress lines

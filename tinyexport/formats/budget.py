@@ -23,3 +23,34 @@ def largest_file_bytes(fmt: str, recipe: str, num_parameters: int) -> int:
     """Upper estimate of the largest single file a conversion writes (the fp32 intermediate or the model)."""
     fp32 = FP32_BYTES * num_parameters
     return max(int(fp32 * (RECIPES[recipe].size_bound(fmt) or 1.1)), fp32 if recipe != "fp32" else 0)
+
+
+# Peak RSS of `tinyexport convert` = base_mib + mib_per_mparam x (parameters / 1e6): a line through the
+# two shapes measured per format and recipe (README, "Conversion memory and time" for TFLite and the
+# ONNX "Conversion:" line; GB there = 1e9 bytes, converted to MiB): SmolLM2-135M (134.5M parameters)
+# and the TinyLlama-1.1B shape (1100.0M parameters). Measured peaks, GB:
+#   tflite  fp32 2.3 / 5.2   fp16 3.4 / 15.7   dynamic_int8 2.3 / 6.4   weight_only_int8 2.3 / 6.5
+#           int4_block32 2.3 / 6.9
+#   onnx    SmolLM2 2.1-2.7 for every recipe (2.7 used); 1.1B fp32 5.1, fp16 7.2, int8 10.5, int4 11.5
+# Each manifest records its prediction next to the measured peak (conversion.predicted_peak_rss_mb,
+# conversion.peak_rss_mb): refit from those when a new shape or recipe is measured.
+MEMORY_MODEL: dict[tuple[str, str], tuple[float, float]] = {
+    ("tflite", "fp32"): (1808, 2.864),
+    ("tflite", "fp16"): (1608, 12.149),
+    ("tflite", "dynamic_int8"): (1649, 4.050),
+    ("tflite", "weight_only_int8"): (1635, 4.148),
+    ("tflite", "int4_block32"): (1582, 4.544),
+    ("onnx", "fp32"): (2256, 2.371),
+    ("onnx", "fp16"): (1977, 4.445),
+    ("onnx", "dynamic_int8"): (1539, 7.704),
+    ("onnx", "int4_block32"): (1406, 8.692),
+}
+
+
+def predicted_peak_rss_mb(fmt: str, recipe: str, num_parameters: int) -> float | None:
+    """Predicted peak RSS (MiB) of converting ``num_parameters`` to ``fmt``/``recipe``; None if never measured."""
+    coefficients = MEMORY_MODEL.get((fmt, recipe))
+    if coefficients is None:
+        return None
+    base, per_mparam = coefficients
+    return base + per_mparam * num_parameters / 1e6
