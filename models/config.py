@@ -176,7 +176,8 @@ def config_from_gguf_metadata(meta: Mapping[str, Any], tensor_names: set[str]) -
     try:
         hidden = int(meta["llama.embedding_length"])
         num_heads = int(meta["llama.attention.head_count"])
-        vocab = int(meta.get("llama.vocab_size") or len(meta["tokenizer.ggml.tokens"]))
+        tokens = meta["tokenizer.ggml.tokens"] if not meta.get("llama.vocab_size") else None
+        vocab = int(meta.get("llama.vocab_size") or (tokens if isinstance(tokens, int) else len(tokens)))
         return ModelConfig(
             vocab_size=vocab,
             hidden_size=hidden,

@@ -143,21 +143,80 @@ def weight_files(directory: Path) -> list[Path]:
     raise WeightsError(f"{directory} has config.json but no *.safetensors or pytorch_model.bin weights")
 
 
+SAFETENSORS_ITEMSIZE = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+    "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1,
+}  # fmt: skip
+SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024  # the safetensors library's own limit
+
+
+def read_safetensors_header(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from a .safetensors header, every entry validated against the file: the
+    header length against the file size (before it is read), dtypes, shapes, and each tensor's byte
+    range against the data that follows (it must hold exactly shape x itemsize bytes)."""
+    path = Path(path)
+
+    def bad(what: str) -> WeightsError:
+        return WeightsError(f"{path} is not a valid safetensors file: {what}")
+
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise bad(f"{size} bytes, shorter than the 8-byte header length")
+            n = int.from_bytes(prefix, "little")
+            if n > size - 8 or n > SAFETENSORS_MAX_HEADER:
+                raise bad(f"header length {n} exceeds the {size - 8} bytes that follow (or the 100 MB limit)")
+            blob = handle.read(n)
+    except OSError as err:
+        raise WeightsError(f"cannot read weights file {path}: {err.strerror or err}") from None
+    try:
+        header = json.loads(blob.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise bad(f"header is not JSON ({str(err).splitlines()[0][:80]})") from None
+    if not isinstance(header, dict):
+        raise bad("header is not a JSON object")
+    data_bytes = size - 8 - n
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            if not isinstance(info, dict) or not all(isinstance(v, str) for v in info.values()):
+                raise bad("__metadata__ is not a map of strings")
+            continue
+        if not isinstance(info, dict):
+            raise bad(f"entry {name[:80]!r} is not an object")
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if not isinstance(dtype, str) or dtype not in SAFETENSORS_ITEMSIZE:
+            raise bad(f"tensor {name[:80]!r} has unknown dtype {str(dtype)[:20]!r}")
+        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+            raise bad(f"tensor {name[:80]!r} has a malformed shape")
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(type(o) is int for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1] <= data_bytes
+        ):
+            raise bad(f"tensor {name[:80]!r} has data offsets outside the file's {data_bytes} data bytes")
+        elements = 1
+        for d in shape:
+            elements *= d
+        if elements * SAFETENSORS_ITEMSIZE[dtype] != offsets[1] - offsets[0]:
+            raise bad(
+                f"tensor {name[:80]!r} of shape {shape} {dtype} does not fill its {offsets[1] - offsets[0]} bytes"
+            )
+        shapes[name] = tuple(shape)
+    return shapes
+
+
 def read_hf_shapes(directory: Path) -> dict[str, tuple[int, ...]]:
     """Tensor name -> shape of an HF directory, from safetensors headers (no data read)."""
-    from safetensors import SafetensorError, safe_open
-
     files = weight_files(directory)
     if files[0].suffix != ".safetensors":
         return {k: tuple(v.shape) for k, v in read_hf_state(directory).items()}
     shapes: dict[str, tuple[int, ...]] = {}
     for path in files:
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                for key in handle.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
-                    shapes[key] = tuple(handle.get_slice(key).get_shape())
-        except (SafetensorError, OSError) as err:
-            raise WeightsError(f"cannot read weights file {path}: {str(err).splitlines()[0]}") from None
+        shapes.update(read_safetensors_header(path))
     return shapes
 
 
@@ -170,6 +229,7 @@ def read_hf_state(directory: Path) -> dict[str, Tensor]:
     for path in weight_files(directory):
         try:
             if path.suffix == ".safetensors":
+                read_safetensors_header(path)  # every size checked before the library maps it
                 part = load_file(str(path))
             else:
                 part = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
@@ -198,45 +258,67 @@ def _unpermute_qk(w: np.ndarray, n_heads: int) -> np.ndarray:
 
 
 def read_gguf(path: Path) -> tuple[ModelConfig, dict[str, Tensor], dict[str, object]]:
-    """Config, HF-named fp32 state dict (dequantized) and raw metadata from a llama.cpp GGUF file."""
+    """Config, HF-named fp32 state dict (dequantized) and raw metadata from a llama.cpp GGUF file.
+
+    The file is parsed by ``gguf_file`` (every declared size checked against the file before use); each
+    tensor's name and shape are checked against the config before it is dequantized."""
     import gguf
 
-    try:
-        reader = gguf.GGUFReader(str(path))
-    except (ValueError, OSError, IndexError, KeyError) as err:
-        raise WeightsError(f"{path} is not a readable GGUF file ({err})") from None
+    from .config import UnsupportedModelError
+    from .gguf_file import read_gguf_file
+
+    gf = read_gguf_file(path)
     meta: dict[str, object] = {}
-    for key, fld in reader.fields.items():
-        if key in (
-            "tokenizer.ggml.tokens",
-            "tokenizer.ggml.merges",
-            "tokenizer.ggml.token_type",
-            "tokenizer.ggml.scores",
-        ):
-            meta[key] = len(fld.data)  # counts only; the tokenizer is converted separately
-            continue
-        meta[key] = fld.contents()
-    tensors = {t.name: t for t in reader.tensors}
-    config = config_from_gguf_metadata(meta, set(tensors))
+    for key, value in gf.metadata.items():
+        if key in _GGUF_COUNTED_ARRAYS and isinstance(value, list):
+            meta[key] = len(value)  # counts only; the tokenizer is converted separately
+        else:
+            meta[key] = value
+    try:
+        config = config_from_gguf_metadata(meta, set(gf.tensors))
+    except UnsupportedModelError:
+        raise
+    except (TypeError, ValueError, ArithmeticError) as err:
+        raise WeightsError(f"GGUF {path.name} has llama metadata of the wrong type or value ({err})") from None
     gguf_to_hf = {g: h for _, h, g in name_table(config)}
-    unknown = sorted(set(tensors) - set(gguf_to_hf) - {"rope_freqs.weight"})
-    missing = sorted(set(gguf_to_hf) - set(tensors))
+    unknown = sorted(set(gf.tensors) - set(gguf_to_hf) - {"rope_freqs.weight"})
+    missing = sorted(set(gguf_to_hf) - set(gf.tensors))
     if unknown or missing:
         raise WeightsError(
             f"GGUF {path.name} does not match a Llama of its own metadata: "
             f"missing {_short_list(missing)}, unknown {_short_list(unknown)}"
         )
+    shapes = expected_shapes(config)
+    ours = {h: o for o, h, _ in name_table(config)}
     state: dict[str, Tensor] = {}
     for gname, hname in gguf_to_hf.items():
-        t = tensors[gname]
-        w = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
-        w = w.reshape(tuple(int(d) for d in reversed(t.shape)))
+        t = gf.tensors[gname]
+        if t.shape != shapes[ours[hname]]:
+            raise WeightsError(
+                f"GGUF {path.name}: tensor {gname} has shape {list(t.shape)} but its metadata needs "
+                f"{list(shapes[ours[hname]])}"
+            )
+        try:
+            w = np.asarray(gguf.quants.dequantize(gf.tensor_array(gname), t.ggml_type), dtype=np.float32)
+        except NotImplementedError:
+            raise WeightsError(
+                f"GGUF {path.name}: tensor {gname} has a ggml type this reader cannot dequantize"
+            ) from None
+        w = w.reshape(t.shape)
         if gname.endswith("attn_q.weight"):
             w = _unpermute_qk(w, config.num_heads)
         elif gname.endswith("attn_k.weight"):
             w = _unpermute_qk(w, config.num_kv_heads)
         state[hname] = torch.from_numpy(np.array(w, dtype=np.float32, order="C", copy=True))
     return config, state, meta
+
+
+_GGUF_COUNTED_ARRAYS = (
+    "tokenizer.ggml.tokens",
+    "tokenizer.ggml.merges",
+    "tokenizer.ggml.token_type",
+    "tokenizer.ggml.scores",
+)
 
 
 # ------------------------------------------------------------------------------------- random weights

@@ -13,7 +13,7 @@ import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tinyexport.errors import UserError
@@ -133,6 +133,49 @@ def copy_tokenizer_files(source: Path | None, target: Path) -> list[str]:
     return copied
 
 
+def _safe_relative(name: object) -> bool:
+    """A file name a manifest may list: relative, inside the artefact, no parent steps."""
+    if not isinstance(name, str) or not name or "\x00" in name or "\\" in name:
+        return False
+    parts = PurePosixPath(name).parts
+    return not PurePosixPath(name).is_absolute() and ".." not in parts and "." not in parts
+
+
+def check_manifest(manifest: Mapping[str, Any], where: Path) -> dict[str, tuple[int, str]]:
+    """Validate the fields runners read (types, ranges, file names); return ``files`` as name ->
+    (bytes, sha256). Raises ``ArtefactError`` naming the field."""
+
+    def bad(what: str) -> ArtefactError:
+        return ArtefactError(f"{where}: {what}; re-run `tinyexport convert`")
+
+    raw = manifest["files"]
+    if not isinstance(raw, dict):
+        raise bad("'files' is not an object")
+    files: dict[str, tuple[int, str]] = {}
+    for rel, info in raw.items():
+        if not _safe_relative(rel):
+            raise bad(f"file name {str(rel)[:80]!r} is not a plain relative path inside the artefact")
+        size = info.get("bytes") if isinstance(info, dict) else None
+        digest = info.get("sha256") if isinstance(info, dict) else None
+        if type(size) is not int or size < 0 or not isinstance(digest, str) or len(digest) != 64:
+            raise bad(f"entry for {rel[:80]!r} needs an integer 'bytes' and a 64-digit 'sha256'")
+        files[rel] = (size, digest)
+    for key in ("format", "recipe", "model_file"):
+        if not isinstance(manifest.get(key), str):
+            raise bad(f"{key!r} is missing or not a string")
+    if manifest["model_file"] not in files:
+        raise bad(f"model_file {manifest['model_file'][:80]!r} is not among the listed files")
+    if type(manifest.get("kv_cache_max_len")) is not int or manifest["kv_cache_max_len"] <= 0:
+        raise bad("'kv_cache_max_len' is not a positive integer")
+    if not isinstance(manifest.get("model_config"), dict):
+        raise bad("'model_config' is not an object")
+    try:
+        ModelConfig.from_dict(manifest["model_config"])
+    except (TypeError, ValueError) as err:
+        raise bad(f"'model_config' is not a valid model config ({str(err)[:120]})") from None
+    return files
+
+
 def load_artefact(path: Path | str, *, check_hashes: bool = True) -> Artefact:
     """Open an artefact dir; every file listed in the manifest must exist with its recorded sha256."""
     path = Path(path)
@@ -144,18 +187,20 @@ def load_artefact(path: Path | str, *, check_hashes: bool = True) -> Artefact:
     if not manifest_path.is_file():
         raise ArtefactError(f"{path} has no {MANIFEST}; it was not made by `tinyexport convert` (or is incomplete)")
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ArtefactError(f"{manifest_path} is not valid JSON ({err}); re-run `tinyexport convert`") from None
+        manifest = json.loads(manifest_path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise ArtefactError(f"{manifest_path} is not valid JSON ({reason}); re-run `tinyexport convert`") from None
     if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA_VERSION or "files" not in manifest:
         raise ArtefactError(
             f"{manifest_path} is not a tinyexport manifest (schema {SCHEMA_VERSION}); re-run `tinyexport convert`"
         )
-    for rel, info in manifest["files"].items():
+    files = check_manifest(manifest, manifest_path)
+    for rel, (size, digest) in files.items():
         file = path / rel
         if not file.is_file():
             raise ArtefactError(f"artefact {path} is missing {rel}; re-run `tinyexport convert` to rebuild it")
-        if file.stat().st_size != int(info["bytes"]) or (check_hashes and sha256_file(file) != info["sha256"]):
+        if file.stat().st_size != size or (check_hashes and sha256_file(file) != digest):
             raise ArtefactError(
                 f"{file} does not match the sha256 in {MANIFEST} (modified or corrupt); re-run `tinyexport convert`"
             )

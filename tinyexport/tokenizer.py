@@ -6,15 +6,18 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyexport.errors import UserError
+
+MAX_TOKENIZER_BYTES = 256 * 1024 * 1024  # far above any real tokenizer.json (SmolLM2's: 2 MB)
+
+
+class TokenizerError(UserError, ValueError):
+    """A tokenizer.json that is missing, not JSON, or that the tokenizers library refuses."""
+
 
 class Tokenizer:
     def __init__(self, directory: Path) -> None:
-        from tokenizers import Tokenizer as _HFTokenizer
-
-        path = Path(directory) / "tokenizer.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found")
-        self._tok = _HFTokenizer.from_file(str(path))
+        self._tok = load_tokenizer_file(Path(directory) / "tokenizer.json")
         self.directory = Path(directory)
 
     def encode(self, text: str) -> np.ndarray:
@@ -54,3 +57,36 @@ class Tokenizer:
 
         model = json.loads(self._tok.to_str()).get("model", {})
         return hashlib.sha256(json.dumps(model, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_tokenizer_file(path: Path):
+    """A ``tokenizers.Tokenizer`` from ``path``, or a ``TokenizerError`` naming the file: the size is
+    bounded before reading, the text must be a JSON object, and whatever the library raises (Rust
+    panics included, which are not ``Exception``s) becomes one line."""
+    import json
+
+    from tokenizers import Tokenizer as _HFTokenizer
+
+    path = Path(path)
+    fix = "copy the checkpoint's tokenizer.json again (or re-run `tinyexport convert`)"
+    try:
+        size = path.stat().st_size
+        if size > MAX_TOKENIZER_BYTES:
+            raise TokenizerError(f"{path} is {size / 1e6:.0f} MB, not a tokenizer.json; {fix}")
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise TokenizerError(f"{path} not found; {fix}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise TokenizerError(f"cannot read {path} ({str(err).splitlines()[0][:100]}); {fix}") from None
+    try:
+        if not isinstance(json.loads(text), dict):
+            raise TokenizerError(f"{path} is not a JSON object; {fix}")
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise TokenizerError(f"{path} is not valid JSON ({str(err)[:100]}); {fix}") from None
+    try:
+        return _HFTokenizer.from_str(text)
+    except BaseException as err:  # tokenizers raises Exception, or pyo3's PanicException (a BaseException)
+        if isinstance(err, KeyboardInterrupt | SystemExit):
+            raise
+        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise TokenizerError(f"{path} is not a tokenizer the tokenizers library can load ({reason}); {fix}") from None
