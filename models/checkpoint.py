@@ -8,17 +8,20 @@ so the HF reference and the re-implementation always read the very same files.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
 import json
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinyexport.atomic import atomic_directory
-from tinyexport.errors import UserError
-from tinyexport.faults import check_free_space
-from tinyexport.hashing import sha256_file
+from tinyexport.atomic import atomic_directory, write_text_atomic
+from tinyexport.errors import OperationError, UserError
+from tinyexport.faults import check_free_space, from_os_error
+from tinyexport.hashing import record_files, sha256_file, verify_files
 
 from .config import PRESETS, ModelConfig, UnsupportedModelError, read_hf_config
 from .weights import WeightsError
@@ -119,27 +122,72 @@ def find_smollm2_gguf() -> Path:
 
 
 def _existing(target: Path, version: int | None = None) -> Checkpoint | None:
-    """The finished cache entry at ``target``, or None (absent, or written by an older materialiser)."""
+    """The finished, intact cache entry at ``target``, or None: absent, written by an older materialiser,
+    or failing its integrity check (sizes always; sha256 of files whose mtime changed) -- then it is
+    rebuilt by the caller, never used."""
     mark = target / _MATERIALISED_MARK
     if not mark.is_file():
         return None
-    fields = json.loads(mark.read_text())
-    if version is not None and fields.get("materialiser_version") != version:
+    try:
+        fields = json.loads(mark.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        fields = None
+    if isinstance(fields, dict) and version is not None and fields.get("materialiser_version") != version:
+        return None  # an older materialiser's entry: rebuilt
+    if not isinstance(fields, dict) or not isinstance(fields.get("files"), dict):
+        _notice(target, "it has no readable integrity record")
         return None
+    integrity = verify_files(target, fields["files"])
+    if integrity.problem is not None:
+        _notice(target, integrity.problem)
+        return None
+    if integrity.refreshed:  # same content, new mtime (copied, touched): record it so the next use is cheap
+        with contextlib.suppress(OSError, OperationError):
+            write_text_atomic(mark, json.dumps({**fields, "files": integrity.records}, indent=2))
     return Checkpoint(target.name, target, read_hf_config(target), fields.get("source", str(target)))
 
 
-def _publication(target: Path, version: int | None = None) -> str:
-    """How to publish a new cache entry over ``target``: replace a stale one (older materialiser),
-    else keep whatever another process published first (same content)."""
-    return "replace" if target.exists() and _existing(target, version) is None else "keep"
+def _notice(target: Path, problem: str) -> None:
+    sys.stderr.write(f"note: the cached checkpoint {target} is not intact ({problem}); rebuilding it\n")
+
+
+def _write_mark(tmp: Path, fields: dict) -> None:
+    """The mark file that makes ``tmp`` a finished cache entry, with size/sha256/mtime of every other file."""
+    files = record_files(tmp, [p.name for p in tmp.iterdir() if p.is_file() and p.name != _MATERIALISED_MARK])
+    (tmp / _MATERIALISED_MARK).write_text(json.dumps({**fields, "files": files}, indent=2))
+
+
+@contextlib.contextmanager
+def _cache_lock(target: Path) -> Iterator[None]:
+    """One process at a time checks and builds a cache entry (an flock beside it): a second process
+    waits, then finds the first one's finished entry instead of building its own."""
+    import fcntl
+
+    lock_path = target.parent / f".{target.name}.lock"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a+b")  # noqa: SIM115 (closed below)
+    except OSError as err:
+        raise from_os_error(err, target.parent) or err from None
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        yield
+    finally:
+        handle.close()  # releases the lock
+
+
+def _publication(target: Path) -> str:
+    """Under the cache lock, an entry that exists at ``target`` is stale or damaged: replace it."""
+    return "replace" if target.exists() else "keep"
 
 
 def _materialise_gguf(gguf_path: Path, target: Path) -> Checkpoint:
     """GGUF -> HF dir: weights dequantized by our reader, tokenizer converted by transformers."""
-    found = _existing(target, GGUF_MATERIALISER_VERSION)
-    if found:
-        return found
+    with _cache_lock(target):
+        return _existing(target, GGUF_MATERIALISER_VERSION) or _build_from_gguf(gguf_path, target)
+
+
+def _build_from_gguf(gguf_path: Path, target: Path) -> Checkpoint:
     from safetensors.torch import save_file
 
     from .weights import read_gguf
@@ -149,20 +197,18 @@ def _materialise_gguf(gguf_path: Path, target: Path) -> Checkpoint:
     except (UnsupportedModelError, WeightsError) as err:
         raise CheckpointError(f"{gguf_path}: {err}") from None
     check_free_space(target.parent, 4 * config.num_parameters(), f"the checkpoint materialised from {gguf_path.name}")
-    with atomic_directory(target, existing=_publication(target, GGUF_MATERIALISER_VERSION)) as tmp:
+    with atomic_directory(target, existing=_publication(target)) as tmp:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(config.to_hf_dict(), indent=2))
         _convert_gguf_tokenizer(gguf_path, tmp, add_bos=bool(meta.get("tokenizer.ggml.add_bos_token", False)))
-        (tmp / _MATERIALISED_MARK).write_text(
-            json.dumps(
-                {
-                    "source": str(gguf_path),
-                    "source_sha256": sha256_file(gguf_path),
-                    "dequantized": True,
-                    "materialiser_version": GGUF_MATERIALISER_VERSION,
-                },
-                indent=2,
-            )
+        _write_mark(
+            tmp,
+            {
+                "source": str(gguf_path),
+                "source_sha256": sha256_file(gguf_path),
+                "dequantized": True,
+                "materialiser_version": GGUF_MATERIALISER_VERSION,
+            },
         )
     return Checkpoint(target.name, target, config, str(gguf_path))
 
@@ -212,9 +258,14 @@ def _clean_byte_level_tokenizer(path: Path) -> None:
 def _materialise_random(preset: str, config: ModelConfig, seed: int, cache: Path) -> Checkpoint:
     """A deterministic random HF checkpoint of a preset's shape (no tokenizer)."""
     target = cache / "checkpoints" / f"{preset}-random-seed{seed}"
-    found = _existing(target)
-    if found:
-        return Checkpoint(f"{preset} (random seed {seed})", found.directory, found.config, found.source)
+    with _cache_lock(target):
+        found = _existing(target)
+        if found:
+            return Checkpoint(f"{preset} (random seed {seed})", found.directory, found.config, found.source)
+        return _build_random(preset, config, seed, target)
+
+
+def _build_random(preset: str, config: ModelConfig, seed: int, target: Path) -> Checkpoint:
     from .safetensors_writer import write_safetensors_streaming
     from .weights import random_weights
 
@@ -223,5 +274,5 @@ def _materialise_random(preset: str, config: ModelConfig, seed: int, cache: Path
     with atomic_directory(target, existing=_publication(target)) as tmp:
         write_safetensors_streaming(tmp / "model.safetensors", config, random_weights(config, seed))
         (tmp / "config.json").write_text(json.dumps(config.to_hf_dict(), indent=2))
-        (tmp / _MATERIALISED_MARK).write_text(json.dumps({"source": source}, indent=2))
+        _write_mark(tmp, {"source": source})
     return Checkpoint(f"{preset} (random seed {seed})", target, config, source)

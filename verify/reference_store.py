@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from tinyexport.atomic import atomic_directory
-from tinyexport.errors import UserError
+from tinyexport.atomic import atomic_directory, write_json_atomic
+from tinyexport.errors import OperationError, UserError
+from tinyexport.hashing import record_files, verify_files
 
 from .metrics import ROW_CHUNK, kl_from_logprobs, log_softmax, nll_of
 
@@ -39,7 +40,13 @@ STORE_VERSION = 1
 STORE_DIR = "eval-reference"
 FIXED16_STEP = 2.0**-11  # nats per unit
 FIXED16_MAX = 65535
-ABANDONED_AFTER_S = 24 * 3600  # a temp store untouched this long was left by a killed run
+ABANDONED_AFTER_S = 24 * 3600
+STORE_FILES = (
+    "logprobs.npy",
+    "top1.npy",
+    "nll.npy",
+    "resolution.npy",
+)  # recorded (size, sha256) in meta.json  # a temp store untouched this long was left by a killed run
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,10 @@ PRECISIONS: dict[str, Precision] = {
 
 class ReferenceStoreError(UserError, OSError):
     """The reference store cannot be written (no space) or is unreadable."""
+
+
+class ReferenceStoreCorrupt(OperationError):
+    """A cached reference store fails its integrity check (truncated or modified since it was written)."""
 
 
 @dataclass(frozen=True)
@@ -112,9 +123,21 @@ class ReferenceStore:
         meta_path = directory / "meta.json"
         if not meta_path.is_file():
             return None
-        meta = json.loads(meta_path.read_text())
-        if meta.get("key") != asdict(key) or meta.get("version") != STORE_VERSION:
+        fix = f"delete it to rebuild it: rm -r {directory}"
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            raise ReferenceStoreCorrupt(f"the reference store {directory} has an unreadable meta.json; {fix}") from None
+        if not isinstance(meta, dict) or meta.get("key") != asdict(key) or meta.get("version") != STORE_VERSION:
             return None
+        if not isinstance(meta.get("files"), dict) or set(meta["files"]) != set(STORE_FILES):
+            raise ReferenceStoreCorrupt(f"the reference store {directory} has no integrity record; {fix}")
+        integrity = verify_files(directory, meta["files"])
+        if integrity.problem is not None:
+            raise ReferenceStoreCorrupt(f"the reference store {directory} is not intact ({integrity.problem}); {fix}")
+        if integrity.refreshed:
+            with contextlib.suppress(OSError, OperationError):
+                write_json_atomic(meta_path, {**meta, "files": integrity.records})
 
         def load(name: str) -> np.ndarray:
             return np.load(directory / f"{name}.npy", allow_pickle=False)
@@ -202,6 +225,7 @@ class ReferenceWriter:
         self.close()
         for name in ("top1", "nll", "resolution"):
             np.save(self.tmp / f"{name}.npy", getattr(self, name), allow_pickle=False)
+        meta = {**meta, "files": record_files(self.tmp, STORE_FILES)}
         (self.tmp / "meta.json").write_text(
             json.dumps(
                 {
