@@ -9,6 +9,7 @@ The pipeline (``converters/pipeline.py``) does the atomic directory, tokenizer f
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,10 @@ MODEL_FILE = "model.onnx"
 _PROTOBUF_LIMIT = 2 * 1024**3  # a single .onnx protobuf cannot exceed 2 GiB
 
 
-def convert(checkpoint: Any, export: ExportConfig, out_dir: Path) -> dict[str, Any]:
+def convert(
+    checkpoint: Any, export: ExportConfig, out_dir: Path, progress: Callable[[str], None] = lambda _: None
+) -> dict[str, Any]:
+    """Write ``out_dir/model.onnx`` and ``genai_config.json``; ``progress`` is told each stage as it starts."""
     import numpy as np
 
     from tinyexport.models.loading import load_model
@@ -31,6 +35,7 @@ def convert(checkpoint: Any, export: ExportConfig, out_dir: Path) -> dict[str, A
 
     opset = export.opset or DEFAULT_OPSET
     check_opset(export.recipe, opset)
+    progress("loading weights")
     model = load_model(
         checkpoint,
         max_seq_len=export.kv_cache_max_len,
@@ -39,15 +44,21 @@ def convert(checkpoint: Any, export: ExportConfig, out_dir: Path) -> dict[str, A
         kv_writer="concat",
     )
     rope_cos, rope_sin = np.array(model.rope_cos.numpy()), np.array(model.rope_sin.numpy())
+    progress("tracing the decoder graph (torch.onnx.export, dynamo)")
     graph = export_graph(model, logits=export.prefill_logits, opset=opset)
     del model
+    progress("fusing for onnxruntime (attention, RMSNorm, RoPE)")
     fusions = fuse_for_ort(graph, checkpoint.config, rope_cos, rope_sin)
     out_dir = Path(out_dir)
     with tempfile.TemporaryDirectory(prefix=".onnx-scratch-", dir=out_dir) as scratch:  # inside the atomic temp dir
+        if export.recipe != "fp32":
+            progress(f"quantizing to {export.recipe}")
         graph, facts = ONNX_RECIPES[export.recipe].apply(graph, Path(scratch))
+        progress(f"writing {MODEL_FILE}")
         weight_bytes = save_model(graph, out_dir / MODEL_FILE)
     del graph
     write_genai_config(out_dir, checkpoint.config, model_file=MODEL_FILE, context_length=export.kv_cache_max_len)
+    progress("checking the file (onnx.checker)")
     check_file(out_dir / MODEL_FILE)
     return {
         "signatures": {"decoder": read_signature(out_dir / MODEL_FILE)},

@@ -12,8 +12,9 @@ Everything else about an artefact is done here, once.
 
 from __future__ import annotations
 
+import inspect
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,19 +60,25 @@ def export_artefact(
     replace: bool = False,
     source_ref: Mapping[str, Any],
     predicted_peak_rss_mb: float | None = None,
+    progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
     """Convert ``checkpoint`` into the artefact directory ``target``; return the manifest written.
-    ``predicted_peak_rss_mb`` (``formats.budget``) is recorded next to the measured peak."""
+    ``predicted_peak_rss_mb`` (``formats.budget``) is recorded next to the measured peak; ``progress``
+    is told each stage as it starts (the converter's, if it takes ``progress=``, then this function's)."""
     fmt = FORMATS[export.format]
     convert = load_object(fmt.converter)
     start = time.perf_counter()
     with atomic_directory(Path(target), replace=replace) as tmp:
-        fields = dict(convert(checkpoint, export, tmp))
+        takes_progress = "progress" in inspect.signature(convert).parameters
+        fields = dict(
+            convert(checkpoint, export, tmp, progress=progress) if takes_progress else convert(checkpoint, export, tmp)
+        )
         seconds = time.perf_counter() - start
         model_bytes = sum(p.stat().st_size for p in tmp.iterdir() if p.is_file())
         stored = int(fields.get("weight_bytes", model_bytes)) - rope_table_bytes(checkpoint.config, export)
         ratio = check_quantized_size(max(stored, 0), checkpoint.config.num_parameters(), export.recipe, export.format)
         copy_tokenizer_files(checkpoint.tokenizer_dir, tmp)
+        progress("hashing the files into manifest.json")
         manifest = write_manifest(
             tmp,
             {

@@ -12,7 +12,7 @@ so the float model is never held in RAM next to its quantized copy.
 from __future__ import annotations
 
 import gc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -31,21 +31,26 @@ from .tflite_file import constant_bytes_by_type
 CONVERT_OPTIONS: Mapping[str, Any] = MappingProxyType({"lightweight_conversion": True})
 
 
-def convert(checkpoint: Any, export: ExportConfig, out_dir: Path) -> dict[str, Any]:
-    """Write ``out_dir/model.tflite``; return the manifest's TFLite fields (signatures, options)."""
+def convert(
+    checkpoint: Any, export: ExportConfig, out_dir: Path, progress: Callable[[str], None] = lambda _: None
+) -> dict[str, Any]:
+    """Write ``out_dir/model.tflite``; return the manifest's TFLite fields (signatures, options).
+    ``progress`` is told each stage as it starts."""
     out_dir = Path(out_dir)
     target = out_dir / "model.tflite"
     if export.recipe == "fp32":
-        _write_float_model(checkpoint, export, target)
+        _write_float_model(checkpoint, export, target, progress)
     else:
         from .tflite_quant import generative_recipe, quantize_file
 
         generative_recipe(export.recipe)  # an unknown recipe fails here, not after minutes of conversion
         float_path = out_dir / ".float.tflite"  # inside the atomic temp dir: removed on any failure
-        _write_float_model(checkpoint, export, float_path)
+        _write_float_model(checkpoint, export, float_path, progress)
+        progress(f"quantizing to {export.recipe} (ai-edge-quantizer)")
         quantize_file(float_path, export.recipe, target)
         float_path.unlink()
         target.chmod(0o644)  # the quantizer's writer leaves it executable
+    progress("reading the signatures back")
     stored = constant_bytes_by_type(target)
     return {
         "signatures": describe_signatures(target),
@@ -54,7 +59,8 @@ def convert(checkpoint: Any, export: ExportConfig, out_dir: Path) -> dict[str, A
     }
 
 
-def _write_float_model(checkpoint: Any, export: ExportConfig, path: Path) -> None:
+def _write_float_model(checkpoint: Any, export: ExportConfig, path: Path, progress: Callable[[str], None]) -> None:
+    progress("loading weights")
     import litert_torch
 
     from tinyexport.models.loading import load_model
@@ -77,8 +83,11 @@ def _write_float_model(checkpoint: Any, export: ExportConfig, path: Path) -> Non
             sample_kwargs=sample_inputs(config, length, cache_len),
         )
     converter.signature(DECODE, SignatureModule(model, "all"), sample_kwargs=sample_inputs(config, 1, cache_len))
+    names = [prefill_signature(n) for n in sorted(export.prefill_seq_lens)] + [DECODE]
+    progress(f"tracing and lowering {len(names)} signatures: {', '.join(names)} (litert-torch)")
     edge_model = converter.convert(**CONVERT_OPTIONS)
     del converter
+    progress(f"writing {'the float flatbuffer' if path.name.startswith('.') else path.name}")
     edge_model.export(str(path))
     del edge_model, model
     gc.collect()

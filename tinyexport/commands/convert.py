@@ -140,10 +140,11 @@ def convert(
 
     from tinyexport.console import make_console
     from tinyexport.converters.pipeline import export_artefact
+    from tinyexport.stages import StageReporter
 
     console = make_console()
     console.print(f"converting [bold]{ckpt.name}[/] -> {fmt} / {recipe} ({target})")
-    with converter_output(verbose):
+    with converter_output(verbose), StageReporter(console) as stages:
         manifest = export_artefact(
             ckpt,
             export,
@@ -151,6 +152,7 @@ def convert(
             replace=force,
             source_ref={"spec": checkpoint, "random_weights": random_weights, "seed": seed},
             predicted_peak_rss_mb=predicted,
+            progress=stages.stage,
         )
     conv = manifest.get("conversion", {})
     size_mb = sum(f["bytes"] for f in manifest["files"].values()) / 1e6
