@@ -35,3 +35,29 @@ def assert_bad_input(result: Result, *fragments: str) -> None:
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+def assert_fault(result: Result, *fragments: str) -> str:
+    """An environment fault: exit 1, exactly one line on stderr, no traceback, every fragment in it."""
+    assert result.code == 1, (result.code, result.stdout[-2000:], result.stderr[-3000:])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+# A conversion of the tiny random preset: the cheapest real one (ONNX, one prefill length, 16 slots).
+TINY_ONNX = (
+    "convert",
+    "--format",
+    "onnx",
+    "--checkpoint",
+    "tiny",
+    "--random-weights",
+    "--prefill-seq-lens",
+    "4",
+    "--kv-cache-max-len",
+    "16",
+)

@@ -17,33 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import Result, run_cli
 from tinyexport.atomic import atomic_directory, remove_stale_temps, write_bytes_atomic
 from tinyexport.errors import NoSpaceError, VanishedError
 
-TINY_ONNX = (
-    "convert",
-    "--format",
-    "onnx",
-    "--checkpoint",
-    "tiny",
-    "--random-weights",
-    "--prefill-seq-lens",
-    "4",
-    "--kv-cache-max-len",
-    "16",
-)
-
-
-def assert_fault(result: Result, *fragments: str) -> str:
-    """Exit 1, exactly one line on stderr, no traceback, containing every fragment; returns the line."""
-    assert result.code == 1, (result.code, result.stdout[-2000:], result.stderr[-3000:])
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
+from .cli_helpers import TINY_ONNX, Result, assert_fault, run_cli
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -287,3 +264,32 @@ def test_killed_bench_worker_is_one_line(tmp_path):
     finally:
         proc.kill()
     assert_fault(Result(proc.returncode, stdout, stderr), "bench worker (probe) was killed by SIGKILL", "OOM killer")
+
+
+# ---------------------------------------------------------------------------------------- MemoryError
+def test_memory_error_is_one_line(tmp_path):
+    """A real MemoryError: a billion random prompt ids (8 GB) under a 6 GiB address-space limit."""
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))\n"
+        "from tinyexport.cli import main\n"
+        "sys.argv = ['tinyexport', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    args = [
+        "verify",
+        "--checkpoint",
+        "tiny",
+        "--random-weights",
+        "--prompt-tokens",
+        "1000000000",
+        "--max-new-tokens",
+        "1",
+    ]
+    env = {**os.environ, "TINYEXPORT_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=600)
+    assert_fault(
+        Result(proc.returncode, proc.stdout, proc.stderr),
+        "out of memory while running `tinyexport verify`",
+        "ulimit -v",
+    )

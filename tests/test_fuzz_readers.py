@@ -161,11 +161,10 @@ def survives(read: Callable[[], object], file_bytes: int, factor: int = 32, slac
 # ---------------------------------------------------------------------------------------------- GGUF
 @pytest.fixture(scope="module")
 def gguf_seed(tmp_path_factory) -> bytes:
-    from tests.conftest import hf_llama
-    from tests.test_weights import _write_gguf
+    from .tiny_models import hf_llama, write_gguf
 
     path = tmp_path_factory.mktemp("gguf") / "micro.gguf"
-    _write_gguf(MICRO, hf_llama(MICRO, seed=1).state_dict(), path)
+    write_gguf(MICRO, hf_llama(MICRO, seed=1).state_dict(), path)
     return path.read_bytes()
 
 

@@ -8,14 +8,14 @@ import json
 
 import pytest
 
-from tests.cli_helpers import assert_bad_input, run_cli
-from tests.test_faults import TINY_ONNX, assert_fault
 from tinyexport.formats.budget import MEMORY_MODEL, predicted_peak_rss_mb
 from tinyexport.formats.recipes import RECIPES
 from tinyexport.models.config import PRESETS
 from tinyexport.resources import available_memory_mb, parse_memory_mb
 
-# The README's measured conversion peaks (GB = 1e9 B) the table was fitted to: (format, recipe) ->
+from .cli_helpers import TINY_ONNX, assert_bad_input, assert_fault, run_cli
+
+# The measured conversion peaks (docs/tflite.md, docs/onnx.md) (GB = 1e9 B) the table was fitted to: (format, recipe) ->
 # (SmolLM2-135M, TinyLlama-1.1B shape).
 MEASURED_GB = {
     ("tflite", "fp32"): (2.3, 5.2),

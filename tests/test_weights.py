@@ -13,7 +13,7 @@ from tinyexport.models.config import TINY, UnsupportedModelError, config_from_hf
 from tinyexport.models.loading import load_model
 from tinyexport.models.weights import WeightsError, load_hf_weights, name_table, ours_to_hf, read_gguf
 
-from .tiny_models import TINY_VARIANTS, hf_llama, save_hf_checkpoint
+from .tiny_models import TINY_VARIANTS, hf_llama, save_hf_checkpoint, write_gguf
 
 
 def test_hf_dir_round_trip(tiny_hf_dir, tmp_path):
@@ -41,44 +41,12 @@ def test_tied_model_stores_embedding_once(tmp_path):
     assert model.lm_head.weight is model.tok_embeddings.weight
 
 
-def _permute_like_llama_cpp(w: np.ndarray, n_head: int) -> np.ndarray:
-    """llama.cpp convert_hf_to_gguf's q/k permutation (written out independently of our reader)."""
-    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
-def _write_gguf(cfg, hf_state, path):
-    import gguf
-
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_block_count(cfg.num_layers)
-    writer.add_context_length(cfg.max_position_embeddings)
-    writer.add_embedding_length(cfg.hidden_size)
-    writer.add_feed_forward_length(cfg.intermediate_size)
-    writer.add_head_count(cfg.num_heads)
-    writer.add_head_count_kv(cfg.num_kv_heads)
-    writer.add_rope_dimension_count(cfg.head_dim)
-    writer.add_rope_freq_base(cfg.rope_theta)
-    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
-    writer.add_vocab_size(cfg.vocab_size)
-    for _, hf_name, gguf_name in name_table(cfg):
-        w = hf_state[hf_name].numpy().astype(np.float32)
-        if gguf_name.endswith("attn_q.weight"):
-            w = _permute_like_llama_cpp(w, cfg.num_heads)
-        elif gguf_name.endswith("attn_k.weight"):
-            w = _permute_like_llama_cpp(w, cfg.num_kv_heads)
-        writer.add_tensor(gguf_name, w)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-
-
 @pytest.mark.parametrize("variant", ["gqa", "tied_oddvocab"])
 def test_gguf_reader_inverts_llama_cpp_layout(tmp_path, variant):
     cfg = TINY_VARIANTS[variant]
     hf_state = hf_llama(cfg, seed=7).state_dict()
     path = tmp_path / "tiny.gguf"
-    _write_gguf(cfg, hf_state, path)
+    write_gguf(cfg, hf_state, path)
     got_cfg, state, _ = read_gguf(path)
     assert got_cfg.num_heads == cfg.num_heads and got_cfg.num_kv_heads == cfg.num_kv_heads
     assert got_cfg.tie_embeddings == cfg.tie_embeddings

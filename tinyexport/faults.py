@@ -125,11 +125,14 @@ def from_os_error(
 
 
 def memory_fault(what: str) -> OperationError:
-    """The line for a ``MemoryError``: the process's peak so far and what the machine has available."""
+    """The line for a ``MemoryError``: the process's peak so far, what the machine has available, and the
+    address-space limit (``ulimit -v``) when one is set."""
     from tinyexport.errors import OutOfMemoryError
     from tinyexport.resources import available_memory_mb, peak_rss_mb
 
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    limit = "" if soft == resource.RLIM_INFINITY else f", address space limited to {soft / 2**20:,.0f} MiB (ulimit -v)"
     return OutOfMemoryError(
-        f"out of memory while {what} (peak RSS {peak_rss_mb():,.0f} MiB, {available_memory_mb():,.0f} MiB available now); "
-        "free memory (close other programs) or use a smaller model or recipe"
+        f"out of memory while {what} (peak RSS {peak_rss_mb():,.0f} MiB, {available_memory_mb():,.0f} MiB available"
+        f"{limit}); free memory or raise the limit, or use a smaller model, recipe or input"
     )

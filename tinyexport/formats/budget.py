@@ -26,8 +26,8 @@ def largest_file_bytes(fmt: str, recipe: str, num_parameters: int) -> int:
 
 
 # Peak RSS of `tinyexport convert` = base_mib + mib_per_mparam x (parameters / 1e6): a line through the
-# two shapes measured per format and recipe (README, "Conversion memory and time" for TFLite and the
-# ONNX "Conversion:" line; GB there = 1e9 bytes, converted to MiB): SmolLM2-135M (134.5M parameters)
+# two shapes measured per format and recipe (docs/tflite.md, its measured table, and docs/onnx.md, the
+# "Conversion:" line; GB there = 1e9 bytes, converted to MiB): SmolLM2-135M (134.5M parameters)
 # and the TinyLlama-1.1B shape (1100.0M parameters). Measured peaks, GB:
 #   tflite  fp32 2.3 / 5.2   fp16 3.4 / 15.7   dynamic_int8 2.3 / 6.4   weight_only_int8 2.3 / 6.5
 #           int4_block32 2.3 / 6.9
