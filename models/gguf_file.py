@@ -14,6 +14,7 @@ u32 ggml type, u64 offset); padding to ``general.alignment`` (default 32); tenso
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,10 +143,10 @@ def read_gguf_file(path: Path) -> GGUFFile:
     path = Path(path)
     try:
         with open(path, "rb") as handle:
-            size = path.stat().st_size
+            size = os.fstat(handle.fileno()).st_size
             data: Any = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-    except OSError as err:
-        raise GGUFFormatError(f"cannot read {path}: {err.strerror or err}") from None
+    except (OSError, ValueError) as err:  # ValueError: the file was emptied between fstat and mmap
+        raise GGUFFormatError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}") from None
     cur = _Cursor(data, path)
     if cur.size < 24 or bytes(data[:4]) != MAGIC:
         raise GGUFFormatError(f"{path.name} is not a GGUF file (no GGUF magic and header)")
