@@ -75,6 +75,11 @@ def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 def check_hf_layout(config: ModelConfig, hf_shapes: Mapping[str, tuple[int, ...]]) -> None:
     """Refuse unknown/missing HF tensor names and wrong shapes, naming them (no tensor data needed)."""
+    if config.num_layers * len(_LAYER_TABLE) > len(hf_shapes):  # before any per-layer table is built
+        raise WeightsError(
+            f"checkpoint does not match a Llama of this config: {config.num_layers} layers need "
+            f"{config.num_layers * len(_LAYER_TABLE)} layer tensors, the weights hold {len(hf_shapes)} tensors in all"
+        )
     table = {hf: ours for ours, hf, _ in name_table(config)}
     ignorable = {k for k in hf_shapes if k.endswith(_IGNORABLE_HF_SUFFIXES)}
     if config.tie_embeddings:
@@ -280,6 +285,10 @@ def read_gguf(path: Path) -> tuple[ModelConfig, dict[str, Tensor], dict[str, obj
         raise
     except (TypeError, ValueError, ArithmeticError) as err:
         raise WeightsError(f"GGUF {path.name} has llama metadata of the wrong type or value ({err})") from None
+    if config.num_layers * len(_LAYER_TABLE) > len(gf.tensors):  # before any per-layer table is built
+        raise WeightsError(
+            f"GGUF {path.name} declares {config.num_layers} layers but holds only {len(gf.tensors)} tensors"
+        )
     gguf_to_hf = {g: h for _, h, g in name_table(config)}
     unknown = sorted(set(gf.tensors) - set(gguf_to_hf) - {"rope_freqs.weight"})
     missing = sorted(set(gguf_to_hf) - set(gf.tensors))

@@ -210,6 +210,20 @@ def test_gguf_declared_sizes_beyond_the_file_are_refused_before_allocation(gguf_
             read_gguf_file(path)
 
 
+def test_gguf_layer_count_beyond_its_tensors_is_refused_before_the_name_table(gguf_seed, tmp_path):
+    """block_count = 2^31 made the per-layer name table hang (found by a 10,000-input run)."""
+    from tinyexport.models.weights import WeightsError, read_gguf
+
+    blob = bytearray(gguf_seed)
+    at = blob.index(b"llama.block_count") + len(b"llama.block_count")
+    assert struct.unpack_from("<I", blob, at)[0] == 4  # a u32 value follows
+    struct.pack_into("<I", blob, at + 4, 2**31)
+    (tmp_path / "m.gguf").write_bytes(bytes(blob))
+    with pytest.raises(WeightsError, match="declares 2147483648 layers but holds only 12 tensors"):
+        survives(lambda: read_gguf(tmp_path / "m.gguf"), len(blob), factor=4, slack=1 << 20)
+        read_gguf(tmp_path / "m.gguf")
+
+
 # -------------------------------------------------------------------------------------- safetensors
 @pytest.fixture(scope="module")
 def safetensors_seed(tmp_path_factory) -> bytes:
