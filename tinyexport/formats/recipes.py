@@ -51,6 +51,9 @@ FP32_TIGHT = Tolerance(max_abs=1e-4, min_top1=1.0, max_kl=1e-6, min_greedy=1.0)
 # rounding gives the same KL), so its bounds only catch a broken model, not a mediocre one.
 TFLITE_FP32 = Tolerance(max_abs=2.5e-4, min_top1=1.0, max_kl=1e-6, min_greedy=1.0)
 
+# GGUF through llama.cpp (llama-cpp-python 0.3.36, CPU): fp32 matmuls in llama.cpp's own summation order.
+GGUF_FP32 = Tolerance(max_abs=2.5e-4, min_top1=1.0, max_kl=1e-6, min_greedy=1.0)
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -84,7 +87,7 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType(
             Recipe(
                 "fp32",
                 "no quantization (float32 weights and activations)",
-                {"torch": FP32_TIGHT, "tflite": TFLITE_FP32, "onnx": FP32_TIGHT},
+                {"torch": FP32_TIGHT, "tflite": TFLITE_FP32, "onnx": FP32_TIGHT, "gguf": GGUF_FP32},
                 short="f32",
                 max_size_ratio=1.1,
             ),
@@ -96,9 +99,10 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType(
                 {
                     "tflite": Tolerance(min_top1=0.97, max_kl=1e-5, min_greedy=0.5),
                     "onnx": Tolerance(min_top1=0.95, max_kl=1e-4, min_greedy=0.5),
+                    "gguf": Tolerance(min_top1=0.95, max_kl=1e-4, min_greedy=0.5),
                 },
                 short="f16",
-                max_size_ratio={"tflite": 0.55, "onnx": 0.55},
+                max_size_ratio={"tflite": 0.55, "onnx": 0.55, "gguf": 0.55},
             ),
             Recipe(
                 "dynamic_int8",
@@ -127,6 +131,22 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType(
                 },
                 short="q4b32",
                 max_size_ratio={"tflite": 0.22, "onnx": 0.25},
+            ),
+            # GGUF (llama.cpp) recipes, quantized by gguf.quants; bounds: see GGUF_FP32. 34 bytes per block
+            # of 32 (Q8_0) is 0.266 of fp32; Q4_0 blocks take 18 bytes (0.141), token_embd/output stay Q8_0.
+            Recipe(
+                "q8_0",
+                "llama.cpp Q8_0: int8 weights, one fp16 scale per block of 32",
+                {"gguf": Tolerance(min_top1=0.9, max_kl=0.02, min_greedy=0.0)},
+                short="q8_0",
+                max_size_ratio={"gguf": 0.3},
+            ),
+            Recipe(
+                "q4_0",
+                "llama.cpp Q4_0: int4 weights, one fp16 scale per block of 32 (embeddings/output Q8_0)",
+                {"gguf": Tolerance(min_top1=0.4, max_kl=1.0, min_greedy=0.0)},
+                short="q4_0",
+                max_size_ratio={"gguf": 0.22},
             ),
         )
     }

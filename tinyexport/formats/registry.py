@@ -43,6 +43,14 @@ FORMATS: Mapping[str, Format] = MappingProxyType(
                 "tinyexport.runners.ort_runner:ORTRunner",
                 "onnxruntime",
             ),
+            Format(
+                "gguf",
+                "llama.cpp GGUF (llama tensor names; tokenizer and chat template in the metadata)",
+                "model.gguf",
+                "tinyexport.converters.gguf:convert",
+                "tinyexport.runners.gguf_runner:GGUFRunner",
+                "llama-cpp-python",
+            ),
         )
     }
 )
