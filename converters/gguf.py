@@ -78,8 +78,12 @@ def convert(checkpoint: Any, export: ExportConfig, out_dir: Path) -> dict[str, A
 
     config = checkpoint.config
     recipe = GGUF_RECIPES[export.recipe]
-    vocab = read_vocab(checkpoint.tokenizer_dir, vocab_size=config.vocab_size,
-                       bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id)
+    vocab = read_vocab(
+        checkpoint.tokenizer_dir,
+        vocab_size=config.vocab_size,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+    )
     check_block_sizes(config, recipe)
     state = load_hf_weights(config, checkpoint.directory)
     path = Path(out_dir) / MODEL_FILE
@@ -102,8 +106,13 @@ def convert(checkpoint: Any, export: ExportConfig, out_dir: Path) -> dict[str, A
     return {
         "signatures": {"llama.cpp": {"architecture": "llama", "tokenizer": vocab.model, "pre_tokenizer": vocab.pre}},
         "weight_bytes": weight_bytes,
-        "gguf": {"writer": f"gguf {_version('gguf')}", "tensor_types": types, "file_type": recipe.file_type,
-                 "tokenizer_model": vocab.model, "tokenizer_pre": vocab.pre},
+        "gguf": {
+            "writer": f"gguf {_version('gguf')}",
+            "tensor_types": types,
+            "file_type": recipe.file_type,
+            "tokenizer_model": vocab.model,
+            "tokenizer_pre": vocab.pre,
+        },
     }
 
 
@@ -134,14 +143,19 @@ def check_block_sizes(config: Any, recipe: GGUFRecipe) -> None:
 
     from tinyexport.errors import UserError
 
-    widths = {"hidden_size": config.hidden_size, "intermediate_size": config.intermediate_size,
-              "num_heads * head_dim": config.q_dim}
+    widths = {
+        "hidden_size": config.hidden_size,
+        "intermediate_size": config.intermediate_size,
+        "num_heads * head_dim": config.q_dim,
+    }
     for type_name in {recipe.layers, recipe.embeddings}:
         block = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[type_name]][0]
         bad = {k: v for k, v in widths.items() if v % block}
         if bad:
-            raise UserError(f"GGUF {type_name} stores rows in blocks of {block}, but {bad} is not a multiple of "
-                            f"{block}; use --quantize fp16 or fp32 for this model")
+            raise UserError(
+                f"GGUF {type_name} stores rows in blocks of {block}, but {bad} is not a multiple of "
+                f"{block}; use --quantize fp16 or fp32 for this model"
+            )
 
 
 def _version(package: str) -> str:
@@ -153,4 +167,4 @@ def _version(package: str) -> str:
         return "unknown"
 
 
-__all__ = ["convert", "GGUF_RECIPES", "MODEL_FILE", "permute_qk"]
+__all__ = ["GGUF_RECIPES", "MODEL_FILE", "convert", "permute_qk"]

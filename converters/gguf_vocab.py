@@ -9,9 +9,10 @@ tokenizer's would verify against the wrong text.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from tinyexport.errors import UserError
 
@@ -60,6 +61,7 @@ def _pre_tokenizer_name(pre: Mapping[str, Any] | None) -> str | None:
     ``gpt2``: the GPT-2 regex then bytes->unicode (HF ``ByteLevel(use_regex=True)``); ``smollm``: every
     digit split off first (HF ``Digits(individual_digits=True)``), then the GPT-2 regex.
     """
+
     def is_byte_level(p: Mapping[str, Any]) -> bool:
         return p.get("type") == "ByteLevel" and bool(p.get("use_regex", True)) and not p.get("add_prefix_space", False)
 
@@ -69,8 +71,12 @@ def _pre_tokenizer_name(pre: Mapping[str, Any] | None) -> str | None:
         return "gpt2"
     if pre.get("type") == "Sequence":
         parts = list(pre.get("pretokenizers") or [])
-        if len(parts) == 2 and parts[0].get("type") == "Digits" and parts[0].get("individual_digits") \
-                and is_byte_level(parts[1]):
+        if (
+            len(parts) == 2
+            and parts[0].get("type") == "Digits"
+            and parts[0].get("individual_digits")
+            and is_byte_level(parts[1])
+        ):
             return "smollm"
     return None
 
@@ -79,8 +85,9 @@ def _describe(pre: Any) -> str:
     return json.dumps(pre, separators=(",", ":"))[:160]
 
 
-def read_vocab(tokenizer_dir: Path | None, *, vocab_size: int, bos_token_id: int | None,
-               eos_token_id: int | None) -> GGUFVocab:
+def read_vocab(
+    tokenizer_dir: Path | None, *, vocab_size: int, bos_token_id: int | None, eos_token_id: int | None
+) -> GGUFVocab:
     """The GGUF vocabulary of the tokenizer in ``tokenizer_dir`` (None: no tokenizer -> ``no_vocab``)."""
     if tokenizer_dir is None:
         ids = {k: v for k, v in (("bos", bos_token_id), ("eos", eos_token_id)) if v is not None}
@@ -92,23 +99,30 @@ def read_vocab(tokenizer_dir: Path | None, *, vocab_size: int, bos_token_id: int
         raise VocabularyError(
             f"{path}: only byte-level BPE vocabularies can be written to GGUF (model type {model.get('type')!r}, "
             f"byte_fallback={bool(model.get('byte_fallback'))}; SentencePiece-style vocabularies are not supported yet); "
-            "use --format onnx or tflite for this checkpoint")
+            "use --format onnx or tflite for this checkpoint"
+        )
     if spec.get("normalizer"):
-        raise VocabularyError(f"{path}: a byte-level BPE with a normalizer ({_describe(spec['normalizer'])}) "
-                              "has no llama.cpp equivalent; use --format onnx or tflite for this checkpoint")
+        raise VocabularyError(
+            f"{path}: a byte-level BPE with a normalizer ({_describe(spec['normalizer'])}) "
+            "has no llama.cpp equivalent; use --format onnx or tflite for this checkpoint"
+        )
     pre = _pre_tokenizer_name(spec.get("pre_tokenizer"))
     if pre is None:
-        raise VocabularyError(f"{path}: pre-tokenizer {_describe(spec.get('pre_tokenizer'))} has no llama.cpp "
-                              "equivalent known to tinyexport (known: GPT-2 ByteLevel, SmolLM Digits+ByteLevel); "
-                              "use --format onnx or tflite for this checkpoint")
+        raise VocabularyError(
+            f"{path}: pre-tokenizer {_describe(spec.get('pre_tokenizer'))} has no llama.cpp "
+            "equivalent known to tinyexport (known: GPT-2 ByteLevel, SmolLM Digits+ByteLevel); "
+            "use --format onnx or tflite for this checkpoint"
+        )
     by_id: dict[int, str] = {int(i): t for t, i in model["vocab"].items()}
     added = {int(a["id"]): a for a in spec.get("added_tokens") or []}
     for token_id, entry in added.items():
         by_id.setdefault(token_id, entry["content"])
     n = max(by_id) + 1 if by_id else 0
     if n > vocab_size:
-        raise VocabularyError(f"{path}: the tokenizer has {n} tokens but the model's vocab_size is {vocab_size}; "
-                              "the checkpoint's tokenizer does not belong to its weights")
+        raise VocabularyError(
+            f"{path}: the tokenizer has {n} tokens but the model's vocab_size is {vocab_size}; "
+            "the checkpoint's tokenizer does not belong to its weights"
+        )
     tokens, types = [], []
     for token_id in range(vocab_size):  # ids the tokenizer never produces become unused placeholders
         if token_id in by_id:
@@ -122,8 +136,10 @@ def read_vocab(tokenizer_dir: Path | None, *, vocab_size: int, bos_token_id: int
     for pair in model.get("merges") or []:
         left, right = pair.split(" ", 1) if isinstance(pair, str) else pair
         if " " in left or " " in right:
-            raise VocabularyError(f"{path}: merge {pair!r} contains a space, which a byte-level vocabulary "
-                                  "never has; the tokenizer is not byte-level BPE")
+            raise VocabularyError(
+                f"{path}: merge {pair!r} contains a space, which a byte-level vocabulary "
+                "never has; the tokenizer is not byte-level BPE"
+            )
         merges.append(f"{left} {right}")
     config = _tokenizer_config(Path(tokenizer_dir))
     special: dict[str, int] = {}
@@ -138,9 +154,17 @@ def read_vocab(tokenizer_dir: Path | None, *, vocab_size: int, bos_token_id: int
         pad_id = next((i for i, t in by_id.items() if t == pad), None)
         if pad_id is not None:
             special["pad"] = pad_id
-    return GGUFVocab("gpt2", pre, tuple(tokens), tuple(types), tuple(merges), special,
-                     add_bos=bool(config.get("add_bos_token", False)), add_eos=bool(config.get("add_eos_token", False)),
-                     chat_template=_chat_template(Path(tokenizer_dir), config))
+    return GGUFVocab(
+        "gpt2",
+        pre,
+        tuple(tokens),
+        tuple(types),
+        tuple(merges),
+        special,
+        add_bos=bool(config.get("add_bos_token", False)),
+        add_eos=bool(config.get("add_eos_token", False)),
+        chat_template=_chat_template(Path(tokenizer_dir), config),
+    )
 
 
 def _tokenizer_config(directory: Path) -> dict[str, Any]:

@@ -46,6 +46,7 @@ OPTIONAL_MODULES: dict[str, str] = {
     "matplotlib": "export",
     "ai_edge_litert": "runtime",
     "onnxruntime": "runtime",
+    "llama_cpp": "runtime-gguf",
     "onnxruntime_genai": "test",
     "litert_lm_builder": "litertlm",
     "litert_lm": "litertlm",
@@ -122,7 +123,7 @@ def _command_name(args: Any) -> str:
 @click.group(cls=TinyexportGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, "--version", prog_name="tinyexport")
 def cli() -> None:
-    """Export Llama-family models to TFLite and ONNX, and prove every file matches the original.
+    """Export Llama-family models to TFLite, ONNX and GGUF, and prove every file matches the original.
 
     \b
     Typical flow:

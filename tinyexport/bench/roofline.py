@@ -31,6 +31,7 @@ CACHE_KINDS: Mapping[str, str] = MappingProxyType(
         "hf": "growing",  # transformers DynamicCache
         "onnx": "growing",  # past_key_values -> present, one slot longer per step
         "tflite": "fixed",  # static kv_cache_max_len buffer, masked
+        "gguf": "growing",  # llama.cpp attends the filled cells only (rounded up to its padding)
     }
 )
 

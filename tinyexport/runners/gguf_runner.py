@@ -33,27 +33,39 @@ def import_llama_cpp() -> Any:
     except ImportError as err:
         raise LlamaCppMissingError(
             f"GGUF artefacts run on llama-cpp-python, which is not installed ({err.name or err}); install it with "
-            f"`pip install 'tinyexport[{EXTRA}]'` (builds llama.cpp from source, about 6 minutes)") from None
+            f"`pip install 'tinyexport[{EXTRA}]'` (builds llama.cpp from source, about 6 minutes)"
+        ) from None
     return llama_cpp
 
 
 class GGUFRunner:
     """Batch-1 Runner over a ``llama_cpp.Llama`` context."""
 
-    def __init__(self, llm: Any, config: ModelConfig, *, max_len: int, logits_positions: str, name: str = "gguf") -> None:
+    def __init__(
+        self, llm: Any, config: ModelConfig, *, max_len: int, logits_positions: str, name: str = "gguf"
+    ) -> None:
         self.llm = llm
         self.config = config
         self.max_len = max_len
         self.logits_positions = logits_positions
         self.name = name
         if llm.n_vocab() != config.vocab_size:
-            raise ArtefactError(f"{name}: llama.cpp reads a vocabulary of {llm.n_vocab()} tokens but the manifest "
-                                f"says {config.vocab_size}; re-run `tinyexport convert --format gguf`")
+            raise ArtefactError(
+                f"{name}: llama.cpp reads a vocabulary of {llm.n_vocab()} tokens but the manifest "
+                f"says {config.vocab_size}; re-run `tinyexport convert --format gguf`"
+            )
         self.reset()
 
     @classmethod
-    def from_artefact(cls, art: Artefact, *, threads: int | None = None, logits: str | None = None,
-                      n_batch: int = 512, name: str | None = None) -> "GGUFRunner":
+    def from_artefact(
+        cls,
+        art: Artefact,
+        *,
+        threads: int | None = None,
+        logits: str | None = None,
+        n_batch: int = 512,
+        name: str | None = None,
+    ) -> GGUFRunner:
         """Open ``art``'s model.gguf. ``logits``: "all" or "last" (default: the manifest's prefill_logits)."""
         logits = logits or str(art.manifest.get("prefill_logits", "last"))
         if logits not in LOGITS:
@@ -62,15 +74,23 @@ class GGUFRunner:
             raise UserError(f"threads must be positive, got {threads}")
         llama_cpp = import_llama_cpp()
         n_ctx = art.kv_cache_max_len
-        options: dict[str, Any] = {"n_ctx": n_ctx, "n_batch": min(n_batch, n_ctx), "n_ubatch": min(n_batch, n_ctx),
-                                   "logits_all": logits == "all", "verbose": False, "seed": 0}
+        options: dict[str, Any] = {
+            "n_ctx": n_ctx,
+            "n_batch": min(n_batch, n_ctx),
+            "n_ubatch": min(n_batch, n_ctx),
+            "logits_all": logits == "all",
+            "verbose": False,
+            "seed": 0,
+        }
         if threads is not None:
             options.update(n_threads=threads, n_threads_batch=threads)
         try:
             llm = llama_cpp.Llama(model_path=str(art.model_path), **options)
         except ValueError as err:  # llama-cpp-python raises ValueError when llama.cpp refuses the file
-            raise ArtefactError(f"llama.cpp cannot load {art.model_path} ({str(err).strip().splitlines()[0]}); "
-                                "re-run `tinyexport convert --format gguf`") from None
+            raise ArtefactError(
+                f"llama.cpp cannot load {art.model_path} ({str(err).strip().splitlines()[0]}); "
+                "re-run `tinyexport convert --format gguf`"
+            ) from None
         return cls(llm, art.config, max_len=n_ctx, logits_positions=logits, name=name or art.name)
 
     def reset(self) -> None:
@@ -84,7 +104,7 @@ class GGUFRunner:
         self.llm.eval([int(t) for t in ids])
         self.position += ids.size
         first = start if self.logits_positions == "all" else self.position - 1
-        return np.array(self.llm.scores[first:self.position], dtype=np.float32)
+        return np.array(self.llm.scores[first : self.position], dtype=np.float32)
 
     def decode(self, token: int) -> np.ndarray:
         return self.prefill(np.array([token], dtype=np.int64))[-1]
