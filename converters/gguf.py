@@ -28,12 +28,13 @@ class GGUFRecipe:
     layers: str  # every projection of every block
     embeddings: str  # token_embd and output (the same tensor when tied)
     file_type: str  # gguf.LlamaFileType member recorded as general.file_type
+    kv_cache: str = "F16"  # the runner's KV-cache type (llama.cpp's default is F16; fp32 keeps F32 end to end)
 
 
 # q4_0 keeps token_embd/output at Q8_0: llama.cpp's own quantizer likewise gives the output tensor more
 # bits than the blocks (Q6_K there; gguf-py has no Q6_K quantizer), and a tied table is both input and output.
 GGUF_RECIPES: dict[str, GGUFRecipe] = {
-    "fp32": GGUFRecipe("F32", "F32", "ALL_F32"),
+    "fp32": GGUFRecipe("F32", "F32", "ALL_F32", kv_cache="F32"),
     "fp16": GGUFRecipe("F16", "F16", "MOSTLY_F16"),
     "q8_0": GGUFRecipe("Q8_0", "Q8_0", "MOSTLY_Q8_0"),
     "q4_0": GGUFRecipe("Q4_0", "Q8_0", "MOSTLY_Q4_0"),
@@ -110,6 +111,7 @@ def convert(checkpoint: Any, export: ExportConfig, out_dir: Path) -> dict[str, A
             "writer": f"gguf {_version('gguf')}",
             "tensor_types": types,
             "file_type": recipe.file_type,
+            "kv_cache_type": recipe.kv_cache,
             "tokenizer_model": vocab.model,
             "tokenizer_pre": vocab.pre,
         },

@@ -55,7 +55,7 @@ def artefacts(tmp_path_factory, hf_dirs) -> dict[tuple[str, str], Path]:
         for recipe in GGUF_RECIPE_NAMES:
             target = root / f"{variant}_{recipe}"
             export = ExportConfig(
-                format="gguf", recipe=recipe, kv_cache_max_len=CACHE, prefill_seq_lens=(8,), prefill_logits="all"
+                format="gguf", recipe=recipe, kv_cache_max_len=CACHE, prefill_seq_lens=(8,)
             )
             export_artefact(ckpt, export, target, source_ref={"spec": str(directory)})
             made[(variant, recipe)] = target
@@ -80,13 +80,13 @@ def test_recipes_are_registered_for_gguf_only_where_gguf_can_carry_them():
 @pytest.mark.parametrize("recipe", GGUF_RECIPE_NAMES)
 def test_recipe_matches_transformers_within_the_table(artefacts, references, variant, recipe):
     trace, _ = references[variant]
-    runner = open_artefact_runner(artefacts[(variant, recipe)], threads=1)
+    runner = open_artefact_runner(artefacts[(variant, recipe)], threads=1, all_logits=True)  # as verify opens it
     assert runner.logits_positions == "all"
     report = compare(trace, runner, tolerance_for("gguf", recipe), fmt="gguf", recipe=recipe)
     assert report.passed, report
     assert report.positions == PROMPT.size + NEW_TOKENS - 1  # every prompt row, then the decode steps
     if recipe == "fp32":
-        assert report.max_abs <= 1e-4 and report.greedy_match == NEW_TOKENS
+        assert report.max_abs <= 1e-4 and report.greedy_match == NEW_TOKENS  # F32 weights and F32 KV cache
     else:
         assert report.max_abs > 1e-4  # really quantized: not bit-identical to fp32
 
@@ -97,7 +97,7 @@ def test_prefill_then_decode_equals_full_forward(artefacts, references):
     tokens = np.random.default_rng(11).integers(0, 257, 20)
     hf.reset()
     full = hf.prefill(tokens)
-    runner = open_artefact_runner(artefacts[("tied_oddvocab", "fp32")], threads=1)
+    runner = open_artefact_runner(artefacts[("tied_oddvocab", "fp32")], threads=1, logits="all")
     rows = [runner.prefill(tokens[:7]), runner.prefill(tokens[7:12])]
     rows += [runner.decode(int(t))[None] for t in tokens[12:]]
     assert runner.position == tokens.size
@@ -108,8 +108,9 @@ def test_prefill_then_decode_equals_full_forward(artefacts, references):
 
 def test_last_logits_runner_returns_the_last_row_only(artefacts):
     art = artefacts[("tied_oddvocab", "fp32")]
-    every = open_artefact_runner(art, threads=1)
-    last = open_artefact_runner(art, threads=1, logits="last")
+    every = open_artefact_runner(art, threads=1, logits="all")
+    last = open_artefact_runner(art, threads=1)  # the manifest's default: --prefill-logits last
+    assert last.logits_positions == "last"
     tokens = PROMPT[:9]
     all_rows, last_row = every.prefill(tokens), last.prefill(tokens)
     assert all_rows.shape == (9, 257) and last_row.shape == (1, 257)

@@ -89,12 +89,13 @@ class Candidate:
     def recipe(self) -> str:
         return self.artefact.recipe if self.artefact is not None else "fp32"
 
-    def open(self, checkpoint: Any = None, *, max_len: int = 2048, **runner_options: Any):
-        """The Runner; ``checkpoint`` (a resolved Checkpoint) is needed for hf/torch."""
+    def open(self, checkpoint: Any = None, *, max_len: int = 2048, all_logits: bool = False, **runner_options: Any):
+        """The Runner; ``checkpoint`` (a resolved Checkpoint) is needed for hf/torch. ``all_logits``: an
+        artefact whose format picks prefill logits at run time (GGUF) returns every position's."""
         if self.artefact is not None:
             from tinyexport.runners import open_artefact_runner
 
-            return open_artefact_runner(self.artefact, **runner_options)
+            return open_artefact_runner(self.artefact, all_logits=all_logits, **runner_options)
         if checkpoint is None:
             raise ValueError(f"candidate {self.label} needs a checkpoint")
         if self.kind == "hf":

@@ -50,7 +50,7 @@ def prepare(
 
 def _open(candidate: Candidate, setup: Inputs, max_len: int) -> tuple[Any, float]:
     start = time.perf_counter()
-    runner = candidate.open(setup.checkpoint, max_len=max_len)
+    runner = candidate.open(setup.checkpoint, max_len=max_len, all_logits=True)
     return runner, time.perf_counter() - start
 
 

@@ -138,7 +138,7 @@ def run_parity(inputs: Any, prompt: np.ndarray, max_new_tokens: int) -> tuple[Re
     del reference
     reports = []
     for candidate in inputs.candidates:
-        runner = candidate.open(inputs.checkpoint, max_len=needed)
+        runner = candidate.open(inputs.checkpoint, max_len=needed, all_logits=True)
         tolerance = tolerance_for(candidate.format, candidate.recipe)
         reports.append(compare(trace, runner, tolerance, fmt=candidate.format, recipe=candidate.recipe))
         del runner

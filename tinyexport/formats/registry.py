@@ -21,6 +21,9 @@ class Format:
     converter: str  # "module:function" -> convert(checkpoint, export_config, out_dir) -> manifest dict
     runner: str  # "module:Class" -> Class.from_artefact(artefact)
     runtime_package: str  # what `pip install` provides the runner on a device
+    # True: which prefill positions get logits is chosen when the runner opens (its ``logits="all"|"last"``
+    # option), not baked into the file; verify and eval then ask for every position.
+    runtime_logits: bool = False
 
 
 FORMATS: Mapping[str, Format] = MappingProxyType(
@@ -50,6 +53,7 @@ FORMATS: Mapping[str, Format] = MappingProxyType(
                 "tinyexport.converters.gguf:convert",
                 "tinyexport.runners.gguf_runner:GGUFRunner",
                 "llama-cpp-python",
+                runtime_logits=True,
             ),
         )
     }

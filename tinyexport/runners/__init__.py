@@ -32,8 +32,10 @@ class RuntimeMissingError(UserError, ImportError):
     """The runtime an artefact needs is not installed."""
 
 
-def open_artefact_runner(artefact: Artefact | Path | str, **options: Any) -> Runner:
-    """The Runner for an artefact directory (hashes checked), picked by its manifest's format."""
+def open_artefact_runner(artefact: Artefact | Path | str, *, all_logits: bool = False, **options: Any) -> Runner:
+    """The Runner for an artefact directory (hashes checked), picked by its manifest's format.
+
+    ``all_logits``: where the format picks prefill logits at run time, return every position's."""
     art = artefact if isinstance(artefact, Artefact) else load_artefact(artefact)
     fmt = FORMATS.get(art.format)
     if fmt is None:
@@ -45,4 +47,6 @@ def open_artefact_runner(artefact: Artefact | Path | str, **options: Any) -> Run
             f"{art.path} needs {fmt.runtime_package} ({err.name or err}); "
             f"install it with `pip install 'tinyexport[runtime]'`"
         ) from None
+    if all_logits and fmt.runtime_logits:
+        options.setdefault("logits", "all")
     return runner_cls.from_artefact(art, **options)

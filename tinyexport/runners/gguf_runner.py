@@ -1,7 +1,7 @@
 """GGUFRunner: a GGUF artefact through llama.cpp (``llama-cpp-python``), batch 1, CPU.
 
 Needs only ``llama-cpp-python`` and numpy. One ``llama_cpp.Llama`` context of ``n_ctx =
-kv_cache_max_len`` keeps the KV cache between calls; ``prefill`` evaluates the tokens at the current
+kv_cache_max_len`` keeps the KV cache (F32 for the fp32 recipe, else llama.cpp's default F16) between calls; ``prefill`` evaluates the tokens at the current
 position (in batches of ``n_batch``) and ``decode`` one token. With ``logits="all"`` (``logits_all``
 in llama.cpp) prefill returns every position's logits -- what verify and eval compare; with ``"last"``
 llama.cpp computes the output layer for the last position only (what a deployed runtime does).
@@ -21,6 +21,7 @@ from .base import as_tokens, check_capacity
 
 EXTRA = "runtime-gguf"  # pyproject optional extra that installs llama-cpp-python
 LOGITS = ("all", "last")
+KV_CACHE_TYPES = ("F32", "F16")
 
 
 class LlamaCppMissingError(UserError, ImportError):
@@ -63,22 +64,30 @@ class GGUFRunner:
         *,
         threads: int | None = None,
         logits: str | None = None,
+        kv_cache_type: str | None = None,
         n_batch: int = 512,
         name: str | None = None,
     ) -> GGUFRunner:
-        """Open ``art``'s model.gguf. ``logits``: "all" or "last" (default: the manifest's prefill_logits)."""
+        """Open ``art``'s model.gguf. ``logits``: "all" or "last" (default: the manifest's prefill_logits);
+        ``kv_cache_type``: "F32" or "F16" (default: the recipe's, recorded in the manifest)."""
         logits = logits or str(art.manifest.get("prefill_logits", "last"))
         if logits not in LOGITS:
             raise UserError(f"logits must be one of {', '.join(LOGITS)}, got {logits!r}")
         if threads is not None and threads <= 0:
             raise UserError(f"threads must be positive, got {threads}")
+        kv_cache_type = kv_cache_type or str(art.manifest.get("gguf", {}).get("kv_cache_type", "F16"))
+        if kv_cache_type not in KV_CACHE_TYPES:
+            raise UserError(f"kv_cache_type must be one of {', '.join(KV_CACHE_TYPES)}, got {kv_cache_type!r}")
         llama_cpp = import_llama_cpp()
+        ggml_type = getattr(llama_cpp, f"GGML_TYPE_{kv_cache_type}")
         n_ctx = art.kv_cache_max_len
         options: dict[str, Any] = {
             "n_ctx": n_ctx,
             "n_batch": min(n_batch, n_ctx),
             "n_ubatch": min(n_batch, n_ctx),
             "logits_all": logits == "all",
+            "type_k": ggml_type,
+            "type_v": ggml_type,
             "verbose": False,
             "seed": 0,
         }
@@ -103,8 +112,11 @@ class GGUFRunner:
         start = self.position
         self.llm.eval([int(t) for t in ids])
         self.position += ids.size
-        first = start if self.logits_positions == "all" else self.position - 1
-        return np.array(self.llm.scores[first : self.position], dtype=np.float32)
+        if self.logits_positions == "all":  # llama-cpp-python keeps every row in Llama.scores
+            return np.array(self.llm.scores[start : self.position], dtype=np.float32)
+        # llama.cpp computed the last row only; read it from the context (scores are not kept then)
+        last = np.ctypeslib.as_array(self.llm._ctx.get_logits_ith(-1), shape=(self.config.vocab_size,))
+        return np.array(last, dtype=np.float32)[None]
 
     def decode(self, token: int) -> np.ndarray:
         return self.prefill(np.array([token], dtype=np.int64))[-1]
