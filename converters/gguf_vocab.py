@@ -66,7 +66,7 @@ class GGUFVocab:
 def _pre_tokenizer_name(pre: Mapping[str, Any] | None) -> str | None:
     """llama.cpp's ``tokenizer.ggml.pre`` for a tokenizers pre-tokenizer spec, or None if unknown.
 
-    ``gpt2``: the GPT-2 regex then bytes->unicode (HF ``ByteLevel(use_regex=True)``); ``smollm``: every
+    ``gpt-2``: the GPT-2 regex then bytes->unicode (HF ``ByteLevel(use_regex=True)``); ``smollm``: every
     digit split off first (HF ``Digits(individual_digits=True)``), then the GPT-2 regex.
     """
 
@@ -76,7 +76,7 @@ def _pre_tokenizer_name(pre: Mapping[str, Any] | None) -> str | None:
     if not pre:
         return None
     if is_byte_level(pre):
-        return "gpt2"
+        return "gpt-2"
     if pre.get("type") == "Sequence":
         parts = list(pre.get("pretokenizers") or [])
         if (
