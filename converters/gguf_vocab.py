@@ -132,10 +132,10 @@ def read_vocab(
             types.append(UNUSED)
             continue
         tokens.append(text)
-        if entry is not None:
-            types.append(CONTROL if entry.get("special") else USER_DEFINED)
-        elif spm and token_id == unk_id:
+        if spm and token_id == unk_id:
             types.append(UNKNOWN)
+        elif entry is not None:
+            types.append(CONTROL if entry.get("special") else USER_DEFINED)
         elif spm and re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", text):
             types.append(BYTE)
         else:
