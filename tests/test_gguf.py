@@ -24,7 +24,7 @@ from tinyexport.runners.hf_runner import HFRunner
 from tinyexport.verify.parity import compare, reference_trace
 
 from .cli_helpers import assert_bad_input, run_cli
-from .conftest import TINY_VARIANTS, save_hf_checkpoint
+from .tiny_models import TINY_VARIANTS, save_hf_checkpoint
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python (extra runtime-gguf) is not installed")
 
@@ -54,9 +54,7 @@ def artefacts(tmp_path_factory, hf_dirs) -> dict[tuple[str, str], Path]:
         ckpt = _checkpoint(directory)
         for recipe in GGUF_RECIPE_NAMES:
             target = root / f"{variant}_{recipe}"
-            export = ExportConfig(
-                format="gguf", recipe=recipe, kv_cache_max_len=CACHE, prefill_seq_lens=(8,)
-            )
+            export = ExportConfig(format="gguf", recipe=recipe, kv_cache_max_len=CACHE, prefill_seq_lens=(8,))
             export_artefact(ckpt, export, target, source_ref={"spec": str(directory)})
             made[(variant, recipe)] = target
     return made
@@ -193,7 +191,7 @@ sys.meta_path.insert(0, _Blocked())
 
 
 def test_missing_llama_cpp_names_the_extra(tmp_path, artefacts):
-    """Where llama-cpp-python is absent (a sitecustomize refuses the import), generate says which extra to install."""
+    """Where llama-cpp-python is absent (a sitecustomize refuses the import), verify says which extra to install."""
     site = tmp_path / "blocker"
     site.mkdir()
     (site / "sitecustomize.py").write_text(BLOCK_LLAMA_CPP)
@@ -203,8 +201,10 @@ def test_missing_llama_cpp_names_the_extra(tmp_path, artefacts):
             sys.executable,
             "-m",
             "tinyexport",
-            "generate",
+            "verify",
             str(artefacts[("tied_oddvocab", "q8_0")]),
+            "--prompt-tokens",
+            "4",
             "--max-new-tokens",
             "2",
         ],
@@ -230,5 +230,5 @@ def test_gguf_file_llama_cpp_refuses_is_one_line(tmp_path, artefacts):
     manifest = json.loads((art / "manifest.json").read_text())
     (art / "manifest.json").unlink()
     write_manifest(art, {k: v for k, v in manifest.items() if k not in ("files", "schema", "created", "tool_versions")})
-    res = run_cli("generate", str(art), "--max-new-tokens", "2")
+    res = run_cli("verify", str(art), "--prompt-tokens", "4", "--max-new-tokens", "2")
     assert_bad_input(res, "llama.cpp cannot load", "model.gguf")
