@@ -10,6 +10,7 @@ import click
 from tinyexport.atomic import write_json_atomic
 from tinyexport.models.config import ATTENTION_IMPLS
 from tinyexport.paths import check_writable_file
+from tinyexport.records.sink import hand_result
 
 from .options import checkpoint_options, json_option
 
@@ -129,6 +130,7 @@ def perplexity(
     setup = prepare(artefacts, checkpoint, random_weights, seed, attentions, flash_block_size)
     report = run_perplexity(setup, text, source, protocol, max_tokens, reference_precision, cache_dir())
     print_perplexity(report)
+    hand_result(report.to_json(), checkpoint=setup.checkpoint, artefacts=artefacts)
     if json_path is not None:
         write_json_atomic(json_path, report.to_json())
 
@@ -171,5 +173,6 @@ def choice(
     setup = prepare(artefacts, checkpoint, random_weights, seed, attentions, flash_block_size)
     report = run_choice(setup, questions, scoring, limit)
     print_choice(report)
+    hand_result(report.to_json(), checkpoint=setup.checkpoint, artefacts=artefacts)
     if json_path is not None:
         write_json_atomic(json_path, report.to_json())
