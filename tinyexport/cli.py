@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "flops": "tinyexport.commands.flops:flops",
     "report": "tinyexport.commands.report:report",
     "runs": "tinyexport.commands.runs:runs",
+    "sweep": "tinyexport.commands.sweep:sweep",
 }
 
 # Commands whose every run appends one record to the run store (docs/runs.md).
