@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "report": "tinyexport.commands.report:report",
     "runs": "tinyexport.commands.runs:runs",
     "sweep": "tinyexport.commands.sweep:sweep",
+    "scaling": "tinyexport.commands.scaling:scaling",
 }
 
 # Commands whose every run appends one record to the run store (docs/runs.md).

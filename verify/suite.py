@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from tinyexport.candidates import CandidateSpec, open_candidate
 from tinyexport.progress import UnitProgress
+from tinyexport.resolve import REFERENCE, Candidate, Inputs
 from tinyexport.runners.base import Runner
 
-from .evaluation import REFERENCE, EvalSetup
-from .scoring import continuation_logits, token_logprobs
+from .metrics import token_logprobs
+from .scoring import continuation_logits
 from .tasks import Task, TaskFormatError, TaskItem
 
 UNTRAINED, TRAINED = "untrained", "trained"
@@ -123,7 +123,7 @@ def untrained_checkpoint(ckpt: Any, seed: int, cache: Path) -> Any:
 
 
 def run_suite(
-    setup: EvalSetup, tasks: list[tuple[Task, Path | None]], limit: int | None, untrained_seed: int | None, cache: Path
+    setup: Inputs, tasks: list[tuple[Task, Path | None]], limit: int | None, untrained_seed: int | None, cache: Path
 ) -> SuiteReport:
     loaded = []
     for task, path in tasks:
@@ -138,7 +138,7 @@ def run_suite(
         loaded.append((task, str(path) if path else "generated", encoded))
     max_len = max(e.longest for _, _, enc in loaded for e in enc)
 
-    models: list[tuple[str, CandidateSpec, Any]] = []
+    models: list[tuple[str, Candidate, Any]] = []
     untrained_name = None
     if untrained_seed is not None:
         untrained = untrained_checkpoint(setup.checkpoint, untrained_seed, cache)
@@ -151,7 +151,7 @@ def run_suite(
     total = sum(len(enc) for _, _, enc in loaded)
     with UnitProgress("item") as bars:
         for name, spec, ckpt in models:
-            runner = open_candidate(spec, ckpt, max_len=max_len)
+            runner = spec.open(ckpt, max_len=max_len)
             step = bars.task(name, total)
             for task, _, encoded in loaded:
                 hits = 0
