@@ -174,6 +174,7 @@ def recorded_bench(tmp_path_factory):
     assert_bad_input(cli("--no-record", "bench", "--checkpoint", "skip1", cache=cache, cwd=repo), "skip1")
     assert_bad_input(cli("bench", "--checkpoint", "skip2", cache=cache, cwd=repo, record=False), "skip2")
     assert_bad_input(cli("bench", "--checkpoint", "nope", cache=cache, cwd=repo), "nope")
+    assert cli("bench", "--help", cache=cache, cwd=repo).code == 0  # help is not a run
     return tmp, cache, commit
 
 

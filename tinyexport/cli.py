@@ -165,6 +165,8 @@ def _record_run(sink: RunSink, argv: list[str], started: str, exit_status: int) 
     top = (sink.command or "").split(" ")[0]
     if not sink.record or top not in RECORDED_COMMANDS:
         return
+    if exit_status == 0 and sink.result is None:  # --help, or nothing ran: not a run
+        return
     from tinyexport.records.capture import build_record
     from tinyexport.records.store import default_store
 
