@@ -26,13 +26,14 @@ import tomllib
 # Top to bottom. Each layer: sibling groups separated by "|"; each group: module prefixes joined by ",".
 LAYERS: tuple[str, ...] = (
     "tinyexport.cli, tinyexport.__main__",
-    "tinyexport.commands",
-    "tinyexport.verify | tinyexport.bench | tinyexport.generate",
+    "tinyexport.commands, tinyexport.records.capture",
+    "tinyexport.verify | tinyexport.bench | tinyexport.generate | tinyexport.sweep",
     "tinyexport.resolve",
     "tinyexport.runners | tinyexport.converters | tinyexport.flops",
     "tinyexport.formats, tinyexport.artefact",
     "tinyexport.models",
     "tinyexport.tokenizer, tinyexport.corpus",
+    "tinyexport.records",
     "tinyexport.errors, tinyexport.atomic, tinyexport.hashing, tinyexport.paths, tinyexport.console, "
     "tinyexport.progress, tinyexport.resources, tinyexport.native_logs, tinyexport.faults, tinyexport.stages, tinyexport",
 )

@@ -29,13 +29,15 @@ CORPUS_SDIST = Path(__file__).resolve().parent.parent / ".venv" / "corpus" / "sh
 @pytest.fixture(autouse=True, scope="session")
 def _hermetic_cache(tmp_path_factory):
     """Every test (and every CLI subprocess it starts) uses one session-wide temporary cache, never the
-    user's. The default corpus is seeded from the sdist `make install` downloaded (no network here);
+    user's, and records no runs. The default corpus is seeded from the sdist `make install` downloaded (no network here);
     the default model is materialised into it once, on first use."""
     from tinyexport.corpus import CORPUS_DIR, SDIST_SHA256, install_corpus
 
     cache = tmp_path_factory.mktemp("tinyexport-cache")
     patch = pytest.MonkeyPatch()
     patch.setenv("TINYEXPORT_CACHE", str(cache))
+    # nor its run store: recording is off except where tests/test_records.py turns it back on
+    patch.setenv("TINYEXPORT_NO_RECORD", "1")
     if CORPUS_SDIST.is_file():
         install_corpus(CORPUS_SDIST, cache / CORPUS_DIR, SDIST_SHA256)
     yield cache

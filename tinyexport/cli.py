@@ -17,6 +17,7 @@ import click
 
 from tinyexport import __version__
 from tinyexport.errors import CheckError, OperationError, UserError
+from tinyexport.records.sink import RunSink
 
 # command name -> "module:attribute"; modules define click commands and import nothing heavy.
 COMMANDS: dict[str, str] = {
@@ -28,7 +29,13 @@ COMMANDS: dict[str, str] = {
     "bench": "tinyexport.commands.bench:bench",
     "flops": "tinyexport.commands.flops:flops",
     "report": "tinyexport.commands.report:report",
+    "runs": "tinyexport.commands.runs:runs",
+    "sweep": "tinyexport.commands.sweep:sweep",
+    "scaling": "tinyexport.commands.scaling:scaling",
 }
+
+# Commands whose every run appends one record to the run store (docs/runs.md).
+RECORDED_COMMANDS = ("convert", "verify", "eval", "bench")
 
 
 # optional top-level modules -> the install extra that provides them
@@ -80,6 +87,33 @@ class TinyexportGroup(click.Group):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        from tinyexport.records.capture import utc_now
+
+        argv = list(sys.argv[1:] if args is None else args)
+        sink = extra.setdefault("obj", RunSink())
+        started = utc_now()
+        try:
+            self._main_mapped(argv, prog_name, complete_var, **extra)
+        except SystemExit as done:
+            _record_run(sink, argv, started, done.code if isinstance(done.code, int) else 1)
+            raise
+        except Exception:  # a bug: recorded as exit 1, then the traceback
+            _record_run(sink, argv, started, 1)
+            raise
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple:
+        name, cmd, rest = super().resolve_command(ctx, args)
+        sink = ctx.find_object(RunSink)
+        if sink is not None and cmd is not None:
+            sub = next((a for a in rest if not a.startswith("-")), None) if isinstance(cmd, click.Group) else None
+            sink.command = f"{cmd.name} {sub}" if sub in getattr(cmd, "commands", {}) else cmd.name
+            if cmd.name in RECORDED_COMMANDS and not ctx.params.get("no_record"):
+                from tinyexport.records.capture import RunContext
+
+                sink.context = RunContext()  # versions, machine, git: gathered while the command runs
+        return name, cmd, rest
+
+    def _main_mapped(self, args: list[str], prog_name: str | None, complete_var: str | None, **extra: Any) -> None:
         try:
             result = super().main(args, prog_name or "tinyexport", complete_var, standalone_mode=False, **extra)
         except click.UsageError as err:
@@ -122,7 +156,14 @@ def _command_name(args: Any) -> str:
 
 @click.group(cls=TinyexportGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, "--version", prog_name="tinyexport")
-def cli() -> None:
+@click.option(
+    "--no-record",
+    is_flag=True,
+    envvar="TINYEXPORT_NO_RECORD",
+    help="Do not append this run to the run store (<cache>/runs.sqlite; env TINYEXPORT_NO_RECORD=1).",
+)
+@click.pass_context
+def cli(ctx: click.Context, no_record: bool) -> None:
     """Export Llama-family models to TFLite, ONNX and GGUF, and prove every file matches the original.
 
     \b
@@ -130,7 +171,29 @@ def cli() -> None:
       tinyexport verify                                   # re-implementation vs transformers
       tinyexport convert --format tflite --quantize       # int8 LiteRT artefact of the default model
       tinyexport verify out/smollm2-135m_q8_ekv1024       # the file vs transformers
+      tinyexport runs list                                # every recorded convert/verify/eval/bench
     """
+    sink = ctx.find_object(RunSink)
+    if sink is not None and no_record:
+        sink.record = False
+
+
+def _record_run(sink: RunSink, argv: list[str], started: str, exit_status: int) -> None:
+    """Append the finished command's record to the run store; a store problem is a warning, never a
+    changed exit status (the command's own outcome stands)."""
+    top = (sink.command or "").split(" ")[0]
+    if not sink.record or top not in RECORDED_COMMANDS:
+        return
+    if exit_status == 0 and sink.result is None:  # --help, or nothing ran: not a run
+        return
+    from tinyexport.records.capture import build_record
+    from tinyexport.records.store import default_store
+
+    try:
+        store = default_store()
+        store.append(build_record(sink, argv, started, exit_status, store))
+    except (UserError, OSError) as err:
+        click.echo(f"warning: run not recorded: {str(err).splitlines()[0]}", err=True)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""``tinyexport report``: bench and eval JSON documents -> one markdown report with PNG plots.
+"""``tinyexport report``: bench, eval and suite JSON documents (files or run records) -> one markdown
+report with PNG plots, and on request the same as one self-contained HTML page.
 
 Bench documents come from ``tinyexport bench --json`` (``"kind": "tinyexport-bench"``); eval documents
 from ``tinyexport eval --json`` (``{"text", "protocol", "candidates": [{"name", "perplexity",
@@ -28,7 +29,7 @@ class ReportInputError(UserError, ValueError):
 
 
 def load_document(path: Path) -> tuple[str, dict[str, Any]]:
-    """(kind, document) with kind ``"bench"`` or ``"eval"``."""
+    """(kind, document) with kind ``"bench"``, ``"eval"`` or ``"suite"``."""
     path = Path(path)
     if not path.is_file():
         raise ReportInputError(
@@ -39,17 +40,24 @@ def load_document(path: Path) -> tuple[str, dict[str, Any]]:
         doc = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ReportInputError(f"{path} is not valid JSON ({err}); pass a --json output of bench or eval") from None
+    return classify(doc, str(path)), doc
+
+
+def classify(doc: Any, where: str) -> str:
+    """The kind of a report document (a file's content or a run record's result); refuses anything else."""
     if isinstance(doc, dict) and doc.get("kind") == "tinyexport-bench" and isinstance(doc.get("candidates"), list):
-        return "bench", doc
+        return "bench"
     if isinstance(doc, dict) and {"text", "protocol", "candidates"} <= set(doc) and isinstance(doc["candidates"], list):
         missing = {f for c in doc["candidates"] for f in EVAL_FIELDS if f not in c}
         if missing:
             raise ReportInputError(
-                f"{path}: eval candidates lack {sorted(missing)}; regenerate it with `tinyexport eval --json`"
+                f"{where}: eval candidates lack {sorted(missing)}; regenerate it with `tinyexport eval --json`"
             )
-        return "eval", doc
+        return "eval"
+    if isinstance(doc, dict) and {"checkpoint", "models", "tasks"} <= set(doc) and isinstance(doc["tasks"], list):
+        return "suite"
     raise ReportInputError(
-        f"{path} is neither a bench document (`tinyexport bench --json`) nor an eval document "
+        f"{where} is neither a bench document (`tinyexport bench --json`) nor an eval document "
         "(`tinyexport eval --json`)"
     )
 
@@ -124,6 +132,13 @@ def bench_section(doc: dict[str, Any], out: Path, prefix: str) -> list[str]:
         ),
         plots.bar_chart(
             out / f"{prefix}-size.png", "model size on disk", "MB", names, [c["size_bytes"] / 1e6 for c in ok]
+        ),
+        plots.scatter_chart(
+            out / f"{prefix}-speed-vs-size.png",
+            "decode speed vs size",
+            "size on disk (MB)",
+            "decode tok/s (median)",
+            [{"name": c["name"], "x": c["size_bytes"] / 1e6, "y": c["decode_tok_s"]["median"]} for c in ok],
         ),
     ]
     with_context = [c for c in ok if c.get("contexts")]
@@ -217,19 +232,88 @@ def candidate_sizes(bench_docs: list[dict[str, Any]]) -> dict[str, float]:
     return {name: next(iter(v)) for name, v in seen.items() if len(v) == 1}
 
 
-def write_report(inputs: list[Path], out: Path, title: str = "tinyexport report") -> Path:
-    """Read every input (all checked first), draw the plots into ``out``, write ``out/report.md``."""
-    docs = [(path, *load_document(path)) for path in inputs]
+def suite_section(doc: dict[str, Any]) -> list[str]:
+    """The task suite's table: random, untrained and trained baselines, then the candidates."""
+    models = list(doc["models"])
+    label = {"untrained": "untrained", "trained": "trained (hf)"}
+    lines = [
+        f"## Task suite: {doc['checkpoint']}",
+        "",
+        "| task | items | random | " + " | ".join(label.get(m, m) for m in models) + " |",
+        "|---|---:|---:|" + "---:|" * len(models),
+    ]
+    for t in doc["tasks"]:
+        accs = t["accuracy"]
+        lines.append(
+            f"| {t['task']} | {t['items']} | {100 * t['random_baseline']:.1f}% | "
+            + " | ".join(f"{100 * accs[m]:.1f}%" if m in accs else "–" for m in models)
+            + " |"
+        )
+    return lines + [""]
+
+
+def machine_section(bench_docs: list[dict[str, Any]]) -> list[str]:
+    """One row per distinct machine the bench documents were measured on."""
+    seen: dict[tuple, dict[str, Any]] = {}
+    for doc in bench_docs:
+        m = doc["machine"]
+        seen.setdefault((m.get("host"), m.get("cpu_model"), m.get("os")), m)
+    if not seen:
+        return []
+    lines = [
+        "## Machines",
+        "",
+        "| host | CPU | cores | RAM GB | OS | Python | tinyexport | runtimes |",
+        "|---|---|---:|---:|---|---|---|---|",
+    ]
+    for m in seen.values():
+        versions = ", ".join(
+            f"{k} {v}"
+            for k, v in sorted((m.get("runtime_versions") or {}).items())
+            if k not in ("python", "tinyexport")
+        )
+        lines.append(
+            f"| {m.get('host')} | {m.get('cpu_model')} | {m.get('cores')} | {m.get('ram_gb')} | {m.get('os')} | "
+            f"{m.get('python')} | {m.get('tinyexport_version')} ({m.get('git_commit')}) | {versions} |"
+        )
+    return lines + [""]
+
+
+def build_report(docs: list[tuple[str, str, dict[str, Any]]], out: Path, title: str = "tinyexport report") -> list[str]:
+    """Markdown lines for ``docs`` ((origin, kind, document) each), PNG plots drawn into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     bench_docs = [d for _, kind, d in docs if kind == "bench"]
     sizes = candidate_sizes(bench_docs)
-    lines = [f"# {title}", "", "Inputs: " + ", ".join(f"`{p}`" for p, _, _ in docs), ""]
+    lines = [f"# {title}", "", "Inputs: " + ", ".join(f"`{origin}`" for origin, _, _ in docs), ""]
     used: set[str] = set()
-    for i, (path, kind, doc) in enumerate(docs):
-        base = _slug(doc["model"]["name"] if kind == "bench" else Path(path).stem)
+    for i, (origin, kind, doc) in enumerate(docs):
+        if kind == "suite":
+            lines += suite_section(doc)
+            continue
+        base = _slug(doc["model"]["name"] if kind == "bench" else Path(origin).stem)
         prefix = f"{kind}-{base}" if f"{kind}-{base}" not in used else f"{kind}-{base}-{i}"
         used.add(prefix)
         lines += bench_section(doc, out, prefix) if kind == "bench" else eval_section(doc, sizes, out, prefix)
-    target = out / "report.md"
-    write_text_atomic(target, "\n".join(lines))
-    return target
+    return lines + machine_section(bench_docs)
+
+
+def write_report(
+    inputs: list[Path],
+    out: Path,
+    title: str = "tinyexport report",
+    records: list[tuple[str, dict[str, Any]]] = (),
+    html: bool = False,
+) -> list[Path]:
+    """Read every input file and record result (all checked first), draw the plots into ``out``, write
+    ``out/report.md`` and with ``html`` a self-contained ``out/report.html``; return what was written."""
+    docs = [(str(path), *load_document(path)) for path in inputs]
+    docs += [(origin, classify(doc, origin), doc) for origin, doc in records]
+    lines = build_report(docs, out, title)
+    targets = [out / "report.md"]
+    write_text_atomic(targets[0], "\n".join(lines))
+    if html:
+        from .html_report import render_html
+
+        targets.append(out / "report.html")
+        write_text_atomic(targets[1], render_html(lines, out, title))
+    return targets

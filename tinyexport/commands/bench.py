@@ -10,6 +10,7 @@ import click
 from tinyexport.atomic import write_json_atomic
 from tinyexport.models.config import ATTENTION_IMPLS
 from tinyexport.paths import check_writable_file
+from tinyexport.records.sink import hand_result
 
 from .options import checkpoint_options
 
@@ -165,7 +166,7 @@ def bench(
                 "--on benches artefact directories only (runtime-only there); pass ARTEFACTS, drop --torch/--hf"
             )
         forwarded = forwarded_args(prompt_len, new_tokens, warmup, repeats, threads, contexts, seed, reprobe, litertlm)
-        bench_on(
+        document = bench_on(
             on,
             artefacts,
             forwarded,
@@ -177,6 +178,7 @@ def bench(
             json_path=json_path,
             log_csv=None if no_log else log_csv,
         )
+        hand_result(document, artefacts=artefacts)  # recorded here, measured on the remote machine
         return
     if not artefacts and not torch_attentions and not hf:
         torch_attentions, hf = ("standard",), True
@@ -201,6 +203,7 @@ def bench(
         from tinyexport.bench.litertlm_bench import print_litertlm
 
         print_litertlm(console, document["litertlm_benchmark"], document["candidates"])
+    hand_result(document, checkpoint=checkpoint_dir, artefacts=artefacts)
     if json_path is not None:
         write_json_atomic(json_path, document)
     if not no_log:

@@ -14,6 +14,7 @@ import click
 from tinyexport.formats.recipes import BARE_QUANTIZE, RECIPES
 from tinyexport.formats.registry import FORMATS
 from tinyexport.models.config import ATTENTION_IMPLS
+from tinyexport.records.sink import hand_result
 
 from .options import checkpoint_options
 
@@ -154,6 +155,7 @@ def convert(
             predicted_peak_rss_mb=predicted,
             progress=stages.stage,
         )
+    hand_result(manifest, checkpoint=ckpt, artefacts=[target])
     conv = manifest.get("conversion", {})
     size_mb = sum(f["bytes"] for f in manifest["files"].values()) / 1e6
     console.print(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import click
 from tinyexport.atomic import write_json_atomic
 from tinyexport.models.config import ATTENTION_IMPLS
 from tinyexport.paths import check_writable_file
+from tinyexport.records.sink import hand_result
 
 from .options import checkpoint_options, json_option
 
@@ -46,6 +48,7 @@ def eval_group() -> None:
       tinyexport eval perplexity                       # HF vs our model on the default corpus (Macbeth)
       tinyexport eval perplexity out/a out/b --max-tokens 4096
       tinyexport eval choice path/to/mmlu/test out/a   # MMLU-format CSVs
+      tinyexport eval suite --task piqa=piqa.jsonl --task addition out/a   # tasks + three baselines
     """
 
 
@@ -129,6 +132,7 @@ def perplexity(
     setup = prepare(artefacts, checkpoint, random_weights, seed, attentions, flash_block_size)
     report = run_perplexity(setup, text, source, protocol, max_tokens, reference_precision, cache_dir())
     print_perplexity(report)
+    hand_result(report.to_json(), checkpoint=setup.checkpoint, artefacts=artefacts)
     if json_path is not None:
         write_json_atomic(json_path, report.to_json())
 
@@ -171,5 +175,63 @@ def choice(
     setup = prepare(artefacts, checkpoint, random_weights, seed, attentions, flash_block_size)
     report = run_choice(setup, questions, scoring, limit)
     print_choice(report)
+    hand_result(report.to_json(), checkpoint=setup.checkpoint, artefacts=artefacts)
+    if json_path is not None:
+        write_json_atomic(json_path, report.to_json())
+
+
+@eval_group.command("suite")
+@click.argument("artefacts", nargs=-1, type=click.Path(path_type=Path))
+@candidate_options
+@click.option(
+    "--task",
+    "task_specs",
+    multiple=True,
+    required=True,
+    metavar="NAME[=FILE]",
+    help="A task (repeatable): mmlu=DIR|CSV, hellaswag=FILE, piqa=FILE, siqa=FILE, arc=FILE, lambada=FILE "
+    "(JSONL layouts: docs/tasks.md), or the generated addition.",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N items of each task.")
+@click.option(
+    "--untrained-seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the untrained baseline (random weights of the reference's shape).",
+)
+@click.option("--no-untrained", is_flag=True, help="Skip the untrained-model baseline.")
+def suite(
+    artefacts: tuple[Path, ...],
+    checkpoint: str | None,
+    random_weights: bool,
+    seed: int,
+    attentions: tuple[str, ...],
+    flash_block_size: int,
+    json_path: Path | None,
+    task_specs: tuple[str, ...],
+    limit: int | None,
+    untrained_seed: int,
+    no_untrained: bool,
+) -> None:
+    """Accuracy on a suite of tasks with the three-tier baseline: theoretical random, the untrained
+    model (random weights of the same shape, same tokenizer), the trained reference; and every
+    candidate (--attention, ARTEFACTS) beside that reference."""
+    from tinyexport.paths import cache_dir
+    from tinyexport.verify.evaluation import prepare
+    from tinyexport.verify.suite import run_suite
+    from tinyexport.verify.suite_report import print_suite
+    from tinyexport.verify.tasks import parse_task_spec
+
+    check_writable_file(json_path, "--json")
+    tasks = [parse_task_spec(s) for s in task_specs]
+    for task, path in tasks:  # malformed files are refused before any model loads
+        task.read(path, limit)
+    setup = prepare(artefacts, checkpoint, random_weights, seed, attentions, flash_block_size)
+    if not attentions:  # the trained reference is the model itself here; our model only on request
+        setup = dataclasses.replace(setup, candidates=tuple(c for c in setup.candidates if c.kind != "torch"))
+    report = run_suite(setup, tasks, limit, None if no_untrained else untrained_seed, cache_dir())
+    print_suite(report)
+    hand_result(report.to_json(), checkpoint=setup.checkpoint, artefacts=artefacts)
     if json_path is not None:
         write_json_atomic(json_path, report.to_json())

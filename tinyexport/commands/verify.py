@@ -9,6 +9,7 @@ import click
 from tinyexport.atomic import write_json_atomic
 from tinyexport.models.config import ATTENTION_IMPLS
 from tinyexport.paths import check_writable_file
+from tinyexport.records.sink import hand_result
 from tinyexport.resolve import DEFAULT_PROMPT, prompt_ids
 
 from .options import checkpoint_options
@@ -77,8 +78,10 @@ def verify(
     check_room(inputs, ids.size, max_new_tokens)
     trace, reports = run_parity(inputs, ids, max_new_tokens)
     print_parity(inputs.name, trace, reports, inputs.tokenizer)
+    document = parity_document(inputs.name, trace, reports, inputs.tokenizer)
+    hand_result(document, checkpoint=inputs.checkpoint, artefacts=[a.path for a in inputs.artefacts])
     if json_path is not None:
-        write_json_atomic(json_path, parity_document(inputs.name, trace, reports, inputs.tokenizer))
+        write_json_atomic(json_path, document)
     failed = [r.name for r in reports if not r.passed]
     if failed:
         raise ParityError(f"{len(failed)} candidate(s) outside tolerance: {', '.join(failed)}", reports)

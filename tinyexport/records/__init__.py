@@ -1,0 +1,1 @@
+"""Run records: one immutable row per command run in a local SQLite store (``<cache>/runs.sqlite``)."""
