@@ -27,7 +27,7 @@ import tomllib
 LAYERS: tuple[str, ...] = (
     "tinyexport.cli, tinyexport.__main__",
     "tinyexport.commands, tinyexport.records.capture",
-    "tinyexport.verify | tinyexport.bench | tinyexport.generate | tinyexport.sweep",
+    "tinyexport.verify | tinyexport.bench | tinyexport.generate, tinyexport.speculative, tinyexport.chat | tinyexport.sweep",
     "tinyexport.resolve",
     "tinyexport.runners | tinyexport.converters | tinyexport.flops",
     "tinyexport.formats, tinyexport.artefact",
@@ -46,6 +46,8 @@ RUNTIME_ONLY = (
     "tinyexport.runners.ort_runner",
     "tinyexport.runners",
     "tinyexport.generate",
+    "tinyexport.speculative",
+    "tinyexport.chat",
     "tinyexport.tokenizer",
     "tinyexport.bench.measure",
     "tinyexport.bench.stats",

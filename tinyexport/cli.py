@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "convert": "tinyexport.commands.convert:convert",
     "eval": "tinyexport.commands.eval:eval_group",
     "generate": "tinyexport.commands.generate:generate",
+    "chat": "tinyexport.commands.chat:chat",
     "verify": "tinyexport.commands.verify:verify",
     "bench": "tinyexport.commands.bench:bench",
     "flops": "tinyexport.commands.flops:flops",

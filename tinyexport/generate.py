@@ -32,6 +32,9 @@ class SamplingConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
+GREEDY = SamplingConfig()
+
+
 def sample_next(logits: np.ndarray, sampling: SamplingConfig, rng: np.random.Generator) -> int:
     if sampling.temperature == 0:
         return int(np.argmax(logits))

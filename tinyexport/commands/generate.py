@@ -9,7 +9,7 @@ import click
 from tinyexport.models.config import ATTENTION_IMPLS
 from tinyexport.resolve import DEFAULT_PROMPT
 
-from .options import checkpoint_options
+from .options import checkpoint_options, json_option
 
 
 @click.command()
@@ -38,6 +38,22 @@ from .options import checkpoint_options
     help="With a TFLite ARTEFACT: our decode loop over LiteRT, or Google's LiteRT-LM engine on its "
     "model.litertlm (tinyexport bundle; greedy, text-level).",
 )
+@click.option(
+    "--draft",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Speculative decoding: a cheaper artefact of the same tokenizer drafts tokens the target verifies.",
+)
+@click.option("-k", "draft_tokens", type=int, default=4, show_default=True, help="Draft tokens per target call.")
+@click.option(
+    "--bench",
+    "bench_repeats",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="With --draft: then time the target alone and speculative decoding, interleaved N times.",
+)
+@json_option
 def generate(
     artefact: Path | None,
     checkpoint: str,
@@ -53,10 +69,16 @@ def generate(
     top_p: float,
     threads: int | None,
     engine: str,
+    draft: Path | None,
+    draft_tokens: int,
+    bench_repeats: int | None,
+    json_path: Path | None,
 ) -> None:
     """Generate text, streamed token by token, from ARTEFACT (TFLite/ONNX) or from --checkpoint.
 
-    With an ARTEFACT only its runtime is needed (no torch). Speed goes to stderr.
+    With an ARTEFACT only its runtime is needed (no torch). Speed goes to stderr. With --draft the
+    target (ARTEFACT or --checkpoint) verifies -k drafted tokens per call; the output is the target's own
+    (see docs/speculative.md).
     """
     import sys
 
@@ -98,12 +120,45 @@ def generate(
         f"prompt ({ids.size} tokens) + --max-new-tokens {max_new_tokens}",
         "shorten the prompt or lower --max-new-tokens",
     )
+    if (bench_repeats is not None or json_path is not None) and draft is None:
+        raise UserError("--bench and --json time speculative decoding; add --draft DRAFT_ARTEFACT")
+    if json_path is not None:
+        from tinyexport.paths import check_writable_file
+
+        check_writable_file(json_path, "--json")
+    options = {"threads": threads} if threads else {}
+    draft_runner = None
+    if draft is not None:
+        from tinyexport.artefact import load_artefact
+        from tinyexport.speculative import check_pair
+        from tinyexport.tokenizer import Tokenizer
+
+        draft_art = load_artefact(draft)
+        if draft_art.tokenizer_dir is None:
+            raise UserError(f"--draft {draft}: has no tokenizer.json, so its vocabulary cannot be checked")
+        check_pair_early(draft_art.config.vocab_size, config.vocab_size, draft, draft_tokens)
+        draft_runner = Candidate("artefact", artefact=draft_art).open(**options)
     if inputs.artefacts:
-        runner = inputs.candidates[0].open(**({"threads": threads} if threads else {}))
+        runner = inputs.candidates[0].open(**options)
     else:
         runner = Candidate(backend, attention).open(inputs.checkpoint, max_len=ids.size + max_new_tokens)
     sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     stops = [config.eos_token_id] if config.eos_token_id is not None else []
+    if draft_runner is not None:
+        check_pair(
+            runner,
+            draft_runner,
+            draft_tokens,
+            target_vocab=tokenizer.vocab_fingerprint(),
+            draft_vocab=Tokenizer(draft_art.tokenizer_dir).vocab_fingerprint(),
+            needed_tokens=ids.size + max_new_tokens,
+        )
+        run_speculative(runner, draft_runner, tokenizer, ids, max_new_tokens, draft_tokens, sampling, stops)
+        if bench_repeats is not None or json_path is not None:
+            bench_speculative(
+                runner, draft_runner, ids, max_new_tokens, draft_tokens, sampling, stops, bench_repeats or 3, json_path
+            )
+        return
     stats = GenerationStats()
     stream = TextStream(tokenizer)
     for token in stream_tokens(runner, ids, max_new_tokens, sampling, stops, stats):
@@ -118,3 +173,63 @@ def generate(
         f"(stop: {stats.stop_reason})",
         err=True,
     )
+
+
+def check_pair_early(draft_vocab: int, target_vocab: int, draft: Path, k: int) -> None:
+    """The checks that need no runner: fail before loading anything heavy."""
+    from tinyexport.errors import UserError
+
+    if k < 1:
+        raise UserError(f"-k must be at least 1 (draft tokens per target call), got {k}")
+    if draft_vocab != target_vocab:
+        raise UserError(
+            f"--draft {draft}: vocabulary of {draft_vocab} tokens, the target has {target_vocab}; "
+            "use a draft made from the same tokenizer"
+        )
+
+
+def run_speculative(target, draft, tokenizer, ids, max_new_tokens, k, sampling, stops) -> None:
+    """Stream a speculative generation; its speed and acceptance go to stderr."""
+    import sys
+
+    from tinyexport.generate import TextStream
+    from tinyexport.speculative import SpeculativeStats, speculative_tokens
+
+    stats = SpeculativeStats()
+    stream = TextStream(tokenizer)
+    for token in speculative_tokens(target, draft, ids, max_new_tokens, k, sampling, stops, stats):
+        if token not in stops:
+            sys.stdout.write(stream.push(token))
+            sys.stdout.flush()
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    decode_ms = 1000 * stats.decode_seconds / max(stats.new_tokens - 1, 1)
+    click.echo(
+        f"[{target.name} + draft {draft.name}, k={k}] prompt {stats.prompt_tokens} tokens in "
+        f"{stats.prefill_seconds * 1000:.0f} ms, {stats.new_tokens} new tokens, decode {decode_ms:.1f} ms/token; "
+        f"acceptance {stats.acceptance_rate:.1%}, {stats.tokens_per_target_call:.2f} tokens per target call, "
+        f"draft {stats.draft_ms_per_call:.1f} ms/call, verify {stats.verify_ms_per_call:.1f} ms/call "
+        f"(stop: {stats.stop_reason})",
+        err=True,
+    )
+
+
+def bench_speculative(target, draft, ids, max_new_tokens, k, sampling, stops, repeats, json_path) -> None:
+    """Target alone vs speculative, interleaved; one summary line on stderr (and JSON)."""
+    from tinyexport.speculative import compare_speed
+
+    result = compare_speed(target, draft, ids, max_new_tokens, k, sampling, stops, repeats)
+    s = result.summary()
+    same = {True: "identical", False: "DIFFERENT", None: "sampled"}[s["identical"]]
+    click.echo(
+        f"[bench x{repeats}] target alone {s['target_tok_s']:.1f} tok/s, speculative {s['speculative_tok_s']:.1f} "
+        f"tok/s: {s['speedup']:.2f}x end to end (decode {s['measured_decode_speedup']:.2f}x, cost model "
+        f"{s['predicted_decode_speedup']:.2f}x: target {s['target_decode_ms']:.1f} ms/token, draft "
+        f"{s['draft_ms']:.1f} ms, verify {s['verify_ms']:.1f} ms, rollback {s['rollback_ms']:.1f} ms, "
+        f"{s['tokens_per_target_call']:.2f} tokens/call, acceptance {s['acceptance_rate']:.1%}); output {same}",
+        err=True,
+    )
+    if json_path is not None:
+        from tinyexport.atomic import write_json_atomic
+
+        write_json_atomic(json_path, {"target": target.name, "draft": draft.name, "prompt_tokens": int(ids.size), **s})

@@ -10,7 +10,7 @@ import torch
 from tinyexport.models.checkpoint import Checkpoint
 from tinyexport.models.config import ModelConfig
 
-from .base import as_tokens, check_capacity
+from .base import as_tokens, check_capacity, check_rollback
 
 
 class HFRunner:
@@ -37,6 +37,13 @@ class HFRunner:
 
         self.position = 0
         self.cache = DynamicCache()
+
+    def rollback(self, position: int) -> None:
+        """Forget tokens from ``position`` on (``DynamicCache.crop``)."""
+        check_rollback(self.name, self.position, position)
+        if position < self.position:
+            self.cache.crop(position)
+        self.position = position
 
     @torch.inference_mode()
     def prefill(self, tokens: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from tinyexport.errors import UserError
 from tinyexport.formats.onnx_io import ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, IONames
 from tinyexport.models.config import ModelConfig
 
-from .base import as_tokens, check_capacity
+from .base import as_tokens, check_capacity, check_rollback
 
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
@@ -140,6 +140,14 @@ class ORTRunner:
         empty = np.zeros((1, self.config.num_kv_heads, 0, self.config.head_dim), dtype=self._kv_dtype)
         self._past: list[Any] = [empty] * len(self._past_names)
 
+    def rollback(self, position: int) -> None:
+        """Forget tokens from ``position`` on: every ``present`` tensor is cut to its first ``position``
+        slots (a copy into numpy; the next call binds the copies as its ``past_key_values``)."""
+        check_rollback(self.name, self.position, position)
+        if position < self.position:
+            self._past = [np.ascontiguousarray(_as_numpy(value)[:, :, :position]) for value in self._past]
+        self.position = position
+
     def _feeds(self, ids: np.ndarray) -> dict[str, np.ndarray]:
         end = self.position + ids.size
         return {
@@ -180,3 +188,7 @@ class ORTRunner:
 
     def decode(self, token: int) -> np.ndarray:
         return self.prefill(np.array([token], dtype=np.int64))[-1]
+
+
+def _as_numpy(value: Any) -> np.ndarray:
+    return value if isinstance(value, np.ndarray) else value.numpy()

@@ -26,7 +26,7 @@ from tinyexport.formats.tflite_io import DECODE, INPUT_POS, LOGITS, TOKENS, cach
 from tinyexport.models.config import ModelConfig
 from tinyexport.native_logs import captured_native_stderr
 
-from .base import as_tokens, check_capacity
+from .base import as_tokens, check_capacity, check_rollback
 from .tflite_chunks import Chunk, padded_inputs, plan_chunks
 
 
@@ -142,6 +142,17 @@ class TFLiteRunner:
         zeros = np.zeros((self.config.num_kv_heads, self.max_len, self.config.head_dim), np.float32)
         for buffer in self._cache_in.values():
             buffer.write(zeros)
+
+    def rollback(self, position: int) -> None:
+        """Forget tokens from ``position`` on by moving the position back; the cache is not touched.
+
+        The slots from ``position`` on keep stale keys/values, which no later call can read: a call at
+        ``input_pos = position ... position+T-1`` first writes its own T slots (``dynamic_update_slice``
+        at ``input_pos[0]``), then its query at position p sees slots ``<= p`` only (the causal rule of
+        ``models/llama.py``), so every slot it reads was written by this call or lies below ``position``.
+        """
+        check_rollback(self.name, self.position, position)
+        self.position = position
 
     def _run(self, tokens: np.ndarray, chunk: Chunk) -> np.ndarray:
         """Run one chunk; its logits rows for the real tokens: (count, V), or (1, V) if last-only."""

@@ -9,7 +9,7 @@ from tinyexport.models.checkpoint import Checkpoint
 from tinyexport.models.llama import KV_WRITERS, Llama, empty_kv_cache
 from tinyexport.models.loading import load_model
 
-from .base import as_tokens, check_capacity
+from .base import as_tokens, check_capacity, check_rollback
 
 
 class TorchRunner:
@@ -50,6 +50,12 @@ class TorchRunner:
     def reset(self) -> None:
         self.position = 0
         self.kv = empty_kv_cache(self.config, self.max_len)
+
+    def rollback(self, position: int) -> None:
+        """Forget tokens from ``position`` on. Their slots stay written but are never read again: a call
+        at ``position`` overwrites its own slots first and attends to ``attend_len`` = its end only."""
+        check_rollback(self.name, self.position, position)
+        self.position = position
 
     @torch.inference_mode()
     def prefill(self, tokens: np.ndarray) -> np.ndarray:
