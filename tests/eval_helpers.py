@@ -99,6 +99,9 @@ class LastPositionOnly:
     def reset(self) -> None:
         self.inner.reset()
 
+    def rollback(self, position: int) -> None:
+        self.inner.rollback(position)
+
 
 TEXT = (
     "Tomorrow, and tomorrow, and tomorrow, creeps in this petty pace from day to day, to the last syllable "
