@@ -158,41 +158,48 @@ def test_chat_command_in_a_pseudo_terminal_survives_ctrl_c(tmp_path):
     import pty
     import select
     import signal
+    import subprocess
     import time
 
     ckpt = ascii_chat_checkpoint(tmp_path / "long", seed=4, max_positions=4096)
-    pid, fd = pty.fork()
-    if pid == 0:  # child: the real command on the pseudo-terminal
-        os.environ["TINYEXPORT_CACHE"] = str(tmp_path / "cache")
-        args = ["chat", "--checkpoint", str(ckpt), "--max-len", "4096", "--max-new-tokens", "4000"]
-        os.execv(sys.executable, [sys.executable, "-m", "tinyexport", *args])
-    out = b""
+    master, slave = pty.openpty()
+    args = ["chat", "--checkpoint", str(ckpt), "--max-len", "4096", "--max-new-tokens", "4000"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tinyexport", *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env={**os.environ, "TINYEXPORT_CACHE": str(tmp_path / "cache")},
+    )
+    os.close(slave)
+    fd = master
+    out, seen = b"", 0  # output so far; where the next marker is looked for
 
     def read_until(marker: bytes, timeout: float = 120) -> None:
-        nonlocal out
+        nonlocal out, seen
         end = time.monotonic() + timeout
-        while marker not in out and time.monotonic() < end:
+        while marker not in out[seen:] and time.monotonic() < end:
             ready, _, _ = select.select([fd], [], [], 0.5)
             if ready:
                 try:
                     out += os.read(fd, 4096)
                 except OSError:
-                    return
-        assert marker in out, out.decode(errors="replace")[-2000:]
+                    break
+        assert marker in out[seen:], out.decode(errors="replace")[-2000:]
+        seen = out.index(marker, seen) + len(marker)
 
     read_until(b"you> ")
     os.write(fd, b"Hi there\n")
     read_until(b"assistant> ")
     time.sleep(0.5)
-    os.kill(pid, signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
     read_until(b"(stopped)")
     read_until(b"you> ", timeout=60)
     os.write(fd, b"/reset\n")
     read_until(b"new conversation")
     os.write(fd, b"\x04")  # Ctrl-D at the prompt
-    _, status = os.waitpid(pid, 0)
+    assert proc.wait(timeout=60) == 0, out.decode(errors="replace")[-2000:]
     os.close(fd)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, out.decode(errors="replace")[-2000:]
 
 
 def test_chat_without_tokenizer_or_template_is_bad_input(tmp_path):
