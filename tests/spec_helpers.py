@@ -10,8 +10,8 @@ import torch
 
 from tinyexport.models.config import TINY, ModelConfig
 
-from .conftest import hf_llama
 from .eval_helpers import write_byte_tokenizer
+from .tiny_models import hf_llama
 
 # ChatML, as SmolLM2's template renders it (without its default system prompt).
 CHATML = (

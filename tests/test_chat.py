@@ -206,8 +206,8 @@ def test_chat_without_tokenizer_or_template_is_bad_input(tmp_path):
     from tinyexport.models.config import TINY
 
     from .cli_helpers import assert_bad_input
-    from .conftest import save_hf_checkpoint
     from .eval_helpers import write_byte_tokenizer
+    from .tiny_models import save_hf_checkpoint
 
     bare = save_hf_checkpoint(TINY, tmp_path / "bare")
     assert_bad_input(run_cli("chat", "--checkpoint", str(bare), cache=tmp_path / "c"), "no tokenizer")

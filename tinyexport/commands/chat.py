@@ -29,9 +29,9 @@ HELP_LINE = "/reset starts a new conversation, /exit (or Ctrl-D) leaves, Ctrl-C 
 @click.option(
     "--max-len",
     type=click.IntRange(min=2),
-    default=2048,
-    show_default=True,
-    help="Without ARTEFACT: KV-cache capacity (an artefact's is fixed at export).",
+    default=None,
+    help="Without ARTEFACT: KV-cache capacity [default: 2048, or the model's positions if fewer] "
+    "(an artefact's is fixed at export).",
 )
 @click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True, help="0 = greedy.")
 @click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True)
@@ -47,7 +47,7 @@ def chat(
     attention: str,
     system: str | None,
     max_new_tokens: int,
-    max_len: int,
+    max_len: int | None,
     temperature: float,
     top_k: int,
     top_p: float,
@@ -61,33 +61,28 @@ def chat(
     """
     import sys
 
-    from tinyexport.candidates import CandidateSpec, open_candidate
     from tinyexport.chat import ChatSession
     from tinyexport.errors import UserError
     from tinyexport.generate import SamplingConfig
-    from tinyexport.tokenizer import Tokenizer
+    from tinyexport.resolve import Candidate, resolve
 
-    if artefact is not None:
-        from tinyexport.artefact import load_artefact
-
-        art = load_artefact(artefact)
-        tokenizer_dir, config = art.tokenizer_dir, art.config
-        runner = open_candidate(
-            CandidateSpec("artefact", path=str(art.path)), **({"threads": threads} if threads else {})
-        )
-    else:
-        from tinyexport.resolve import open_checkpoint
-
-        ckpt = open_checkpoint(checkpoint, random_weights, seed)
-        tokenizer_dir, config = ckpt.tokenizer_dir, ckpt.config
-        runner = None
-    if tokenizer_dir is None:
-        raise UserError("this model has no tokenizer (tokenizer.json), so it cannot chat")
-    tokenizer = Tokenizer(tokenizer_dir)
+    inputs = resolve(
+        [artefact] if artefact is not None else [],
+        checkpoint=checkpoint,
+        random_weights=random_weights,
+        seed=seed,
+        need_checkpoint=artefact is None,
+        need_tokenizer=True,
+    )
+    tokenizer, config = inputs.tokenizer, inputs.config
     if tokenizer.chat_template() is None:
         raise UserError("this tokenizer has no chat template; use `tinyexport generate --prompt` instead")
-    if runner is None:
-        runner = open_candidate(CandidateSpec(backend, attention=attention), ckpt, max_len=max_len)
+    if inputs.artefacts:
+        runner = inputs.candidates[0].open(**({"threads": threads} if threads else {}))
+    else:
+        max_len = max_len or min(2048, config.max_position_embeddings)
+        inputs.check_capacity(max_len, f"--max-len {max_len}", "lower --max-len to {limit} or less")
+        runner = Candidate(backend, attention).open(inputs.checkpoint, max_len=max_len)
     session = ChatSession(
         runner,
         tokenizer,
