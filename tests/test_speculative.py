@@ -269,3 +269,13 @@ def test_generate_cli_bad_drafts(ckpts, arts, tmp_path):
         "draft short",
         "KV cache of 32",
     )
+
+
+def test_rollback_equals_a_fresh_runner_gguf(tmp_path):
+    """llama.cpp: rollback drops the cache cells from ``position`` on; then the same as a fresh context."""
+    pytest.importorskip("llama_cpp", reason="the GGUF runner needs llama-cpp-python (tinyexport[runtime])")
+    from .tiny_models import save_hf_checkpoint
+
+    directory = save_hf_checkpoint(TINY, tmp_path / "hf", seed=3)
+    art = _export(directory, tmp_path / "gguf", "gguf", prefill_seq_lens=(8,))
+    _rollback_equals_fresh(lambda: _artefact(art))

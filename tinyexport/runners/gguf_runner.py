@@ -17,7 +17,7 @@ from tinyexport.artefact import Artefact, ArtefactError
 from tinyexport.errors import UserError
 from tinyexport.models.config import ModelConfig
 
-from .base import as_tokens, check_capacity
+from .base import as_tokens, check_capacity, check_rollback
 
 EXTRA = "runtime-gguf"  # pyproject optional extra that installs llama-cpp-python
 LOGITS = ("all", "last")
@@ -105,6 +105,14 @@ class GGUFRunner:
     def reset(self) -> None:
         self.llm.reset()
         self.position = 0
+
+    def rollback(self, position: int) -> None:
+        """Forget tokens from ``position`` on: llama.cpp drops their cache cells (``kv_cache_seq_rm``, as
+        ``Llama.eval`` itself does from ``n_tokens`` on) and the next eval starts at ``position``."""
+        check_rollback(self.name, self.position, position)
+        self.llm._ctx.kv_cache_seq_rm(-1, position, -1)
+        self.llm.n_tokens = position
+        self.position = position
 
     def prefill(self, tokens: np.ndarray) -> np.ndarray:
         ids = as_tokens(tokens)
