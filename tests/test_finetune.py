@@ -148,7 +148,7 @@ def test_merged_export_verifies_against_the_unmerged_adapter(finetuned, base_dir
     ("data", "extra", "fragments"),
     [
         ("pairs.jsonl", ("--lora-targets", "q_proj,qkv_proj"), ("qkv_proj", "do not exist", "q_proj,k_proj")),
-        ("empty.jsonl", (), ("empty.jsonl", "no instruction/response")),
+        ("empty.jsonl", (), ("empty.jsonl", "is empty")),
         ("broken.jsonl", (), ("broken.jsonl:2", "not valid JSON")),
         ("keyless.jsonl", (), ("keyless.jsonl:1", '"response"')),
         ("missing.txt", (), ("missing.txt does not exist",)),
