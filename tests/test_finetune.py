@@ -16,10 +16,8 @@ from tinyexport.finetune.lora import LoraSpec, apply_lora, unmerged_model
 from tinyexport.models.config import TINY
 
 from .cli_helpers import assert_bad_input, run_cli
-from .conftest import hf_llama
 from .eval_helpers import tiny_text_checkpoint
-
-pytest.importorskip("peft")
+from .tiny_models import hf_llama
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<{{ m.role }}>{{ m.content }}</{{ m.role }}>\n{% endfor %}"

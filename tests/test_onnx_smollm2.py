@@ -74,7 +74,7 @@ def test_onnxruntime_genai_tokenizer_encodes_like_ours(int8_artefact):
 
 def test_optimum_generates_what_our_runner_generates(int8_artefact):
     """MatMulNBits int8 through Optimum: the directory loads as it is and greedy ids equal ours."""
-    optimum_ort = pytest.importorskip("optimum.onnxruntime")
+    import optimum.onnxruntime as optimum_ort
     import torch
 
     from tinyexport.runners import greedy_generate, open_artefact_runner
