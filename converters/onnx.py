@@ -1,8 +1,10 @@
-"""ONNX converter: checkpoint -> ``model.onnx`` (+ ``model.onnx.data``) + ``genai_config.json``.
+"""ONNX converter: checkpoint -> ``model.onnx`` (+ ``model.onnx.data``) + ``genai_config.json``
++ ``config.json`` / ``generation_config.json``.
 
 Steps, one module each: trace our Llama with the ``concat`` KV writer (``onnx_export``), fuse it for
 onnxruntime (``onnx_fusion``), apply the recipe (``onnx_quantize``), save (external data above 2 GB
-of tensors), write the onnxruntime-genai config (``onnx_genai``) and run ``onnx.checker`` on the file.
+of tensors), write the onnxruntime-genai config (``onnx_genai``) and the transformers/Optimum configs
+(``onnx_hf_config``), and run ``onnx.checker`` on the file.
 The pipeline (``converters/pipeline.py``) does the atomic directory, tokenizer files and manifest.
 """
 
@@ -32,6 +34,7 @@ def convert(
     from .onnx_export import export_graph
     from .onnx_fusion import fuse_for_ort
     from .onnx_genai import write_genai_config
+    from .onnx_hf_config import write_hf_configs
 
     opset = export.opset or DEFAULT_OPSET
     check_opset(export.recipe, opset)
@@ -58,6 +61,7 @@ def convert(
         weight_bytes = save_model(graph, out_dir / MODEL_FILE)
     del graph
     write_genai_config(out_dir, checkpoint.config, model_file=MODEL_FILE, context_length=export.kv_cache_max_len)
+    write_hf_configs(out_dir, checkpoint.directory, checkpoint.config, context_length=export.kv_cache_max_len)
     progress("checking the file (onnx.checker)")
     check_file(out_dir / MODEL_FILE)
     return {

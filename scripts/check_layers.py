@@ -27,7 +27,7 @@ import tomllib
 LAYERS: tuple[str, ...] = (
     "tinyexport.cli, tinyexport.__main__",
     "tinyexport.commands, tinyexport.records.capture",
-    "tinyexport.verify | tinyexport.bench | tinyexport.generate, tinyexport.speculative, tinyexport.chat | tinyexport.sweep",
+    "tinyexport.verify | tinyexport.bench | tinyexport.generate, tinyexport.speculative, tinyexport.chat | tinyexport.sweep | tinyexport.finetune",
     "tinyexport.resolve",
     "tinyexport.runners | tinyexport.converters | tinyexport.flops",
     "tinyexport.formats, tinyexport.artefact",

@@ -1,5 +1,6 @@
 """ONNX export of tiny random Llamas: every recipe through ORTRunner vs transformers, the graph's
-contract read from the file, prefill/decode consistency, and onnxruntime-genai running the artefact."""
+contract read from the file, prefill/decode consistency, and onnxruntime-genai and Optimum running
+the artefact directory as it is."""
 
 from __future__ import annotations
 
@@ -182,3 +183,51 @@ def test_onnxruntime_genai_loads_the_directory_and_agrees(artefacts, recipe):
     eos = json.loads((directory / "genai_config.json").read_text())["model"]["eos_token_id"]
     ours = greedy_generate(open_artefact_runner(art, threads=1), PROMPT, NEW_TOKENS, eos_token_id=eos).tokens
     assert len(theirs) >= 4 and theirs == ours
+
+
+@pytest.mark.parametrize("recipe", ONNX_RECIPES)
+def test_optimum_loads_the_directory_and_agrees(artefacts, tied_dir, recipe):
+    """Optimum's ORTModelForCausalLM opens the artefact as it is (config.json + generation_config.json
+    written by the converter) and its greedy generate returns our runner's ids and logits."""
+    import optimum.onnxruntime as optimum_ort
+    import torch
+
+    directory = artefacts[(recipe, "last")]
+    files = load_artefact(directory).manifest["files"]
+    assert {"config.json", "generation_config.json"} <= set(files)  # hashed like every file
+    written = json.loads((directory / "config.json").read_text())
+    source = json.loads((tied_dir / "config.json").read_text())
+    assert written == {**source, "max_position_embeddings": CACHE, "use_cache": True}
+    model = optimum_ort.ORTModelForCausalLM.from_pretrained(str(directory))
+    out = model.generate(
+        torch.tensor(PROMPT)[None],
+        max_new_tokens=NEW_TOKENS,
+        do_sample=False,
+        output_logits=True,
+        return_dict_in_generate=True,
+    )
+    theirs = out.sequences[0, len(PROMPT) :].tolist()
+    ours = greedy_generate(open_artefact_runner(directory, threads=1), PROMPT, NEW_TOKENS)
+    assert theirs == ours.tokens and len(theirs) == NEW_TOKENS
+    np.testing.assert_allclose(torch.stack(out.logits)[:, 0].numpy(), ours.step_logits, atol=1e-4, rtol=0)
+
+
+def test_config_json_reflects_the_exported_shape_or_refuses():
+    """An export that changes the architecture rewrites config.json's shape fields; a source field the
+    exported model cannot honour is refused rather than shipped."""
+    import dataclasses
+
+    from tinyexport.converters.onnx_hf_config import HFConfigError, generation_config, hf_config
+    from tinyexport.models.config import TINY, config_from_hf_dict
+
+    source = {**TINY.to_hf_dict(), "initializer_range": 0.02}
+    pruned = dataclasses.replace(TINY, num_heads=2, num_kv_heads=1)
+    written = hf_config(source, pruned, context_length=32)
+    assert written["num_attention_heads"] == 2 and written["num_key_value_heads"] == 1
+    assert written["initializer_range"] == 0.02 and written["use_cache"] is True
+    assert config_from_hf_dict(written) == dataclasses.replace(pruned, max_position_embeddings=32)
+    with pytest.raises(HFConfigError, match="pretraining_tp"):
+        hf_config({**source, "pretraining_tp": 2}, TINY, context_length=32)
+    eos = dataclasses.replace(TINY, bos_token_id=1, eos_token_id=2)
+    assert generation_config(None, eos) == {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2}
+    assert generation_config({"eos_token_id": [2, 5]}, eos)["eos_token_id"] == [2, 5]

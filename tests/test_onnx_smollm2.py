@@ -1,5 +1,5 @@
 """SmolLM2 (real weights, real tokenizer) to ONNX int8 with a bare --quantize, verified as a file, and
-run by onnxruntime-genai from the directory as it is."""
+run by onnxruntime-genai and by Optimum's ORTModelForCausalLM from the directory as it is."""
 
 from __future__ import annotations
 
@@ -70,3 +70,23 @@ def test_onnxruntime_genai_tokenizer_encodes_like_ours(int8_artefact):
     text = "The capital of France is"
     theirs = [int(t) for t in og.Tokenizer(og.Model(str(int8_artefact))).encode(text)]
     assert theirs == Tokenizer(int8_artefact).encode(text).tolist()
+
+
+def test_optimum_generates_what_our_runner_generates(int8_artefact):
+    """MatMulNBits int8 through Optimum: the directory loads as it is and greedy ids equal ours."""
+    import optimum.onnxruntime as optimum_ort
+    import torch
+
+    from tinyexport.runners import greedy_generate, open_artefact_runner
+    from tinyexport.tokenizer import Tokenizer
+
+    generation = json.loads((int8_artefact / "generation_config.json").read_text())
+    assert generation["eos_token_id"] == 2 and generation["bos_token_id"] == 1
+    tokenizer = Tokenizer(int8_artefact)
+    prompt = tokenizer.encode("The capital of France is")
+    model = optimum_ort.ORTModelForCausalLM.from_pretrained(str(int8_artefact))
+    out = model.generate(torch.tensor(prompt)[None], max_new_tokens=12, do_sample=False)
+    theirs = out[0, len(prompt) :].tolist()
+    ours = greedy_generate(open_artefact_runner(int8_artefact), prompt, 12, eos_token_id=2).tokens
+    assert theirs == ours and len(ours) >= 4
+    assert "Paris" in tokenizer.decode(ours)

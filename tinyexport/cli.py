@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "runs": "tinyexport.commands.runs:runs",
     "sweep": "tinyexport.commands.sweep:sweep",
     "scaling": "tinyexport.commands.scaling:scaling",
+    "finetune": "tinyexport.commands.finetune:finetune",
 }
 
 # Commands whose every run appends one record to the run store (docs/runs.md).
@@ -58,6 +59,7 @@ OPTIONAL_MODULES: dict[str, str] = {
     "onnxruntime_genai": "test",
     "litert_lm_builder": "litertlm",
     "litert_lm": "litertlm",
+    "peft": "finetune",
 }
 
 

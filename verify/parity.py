@@ -10,6 +10,7 @@ diverges is the candidate run free to get its own text.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -127,13 +128,25 @@ def check_room(inputs: Any, prompt_len: int, max_new_tokens: int) -> None:
     )
 
 
-def run_parity(inputs: Any, prompt: np.ndarray, max_new_tokens: int) -> tuple[ReferenceTrace, list[ParityReport]]:
-    """The transformers reference once, then every candidate of ``inputs`` (one in memory at a time)."""
+def run_parity(
+    inputs: Any,
+    prompt: np.ndarray,
+    max_new_tokens: int,
+    *,
+    open_reference: Callable[[Any, int], Runner] | None = None,
+) -> tuple[ReferenceTrace, list[ParityReport]]:
+    """The transformers reference once, then every candidate of ``inputs`` (one in memory at a time).
+
+    ``open_reference(checkpoint, max_len)`` replaces the plain transformers reference (``verify --adapter``:
+    base + a LoRA adapter applied unmerged)."""
     from tinyexport.formats.recipes import tolerance_for
     from tinyexport.resolve import REFERENCE
 
     needed = int(prompt.size) + max_new_tokens
-    reference = REFERENCE.open(inputs.checkpoint, max_len=needed)
+    if open_reference is not None:
+        reference = open_reference(inputs.checkpoint, needed)
+    else:
+        reference = REFERENCE.open(inputs.checkpoint, max_len=needed)
     trace = reference_trace(reference, prompt, max_new_tokens)
     del reference
     reports = []
