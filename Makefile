@@ -8,7 +8,7 @@ OUT ?= out
 BIG ?= 0
 SMALL ?= 1
 
-.PHONY: install sshd test lint demo bench clean help
+.PHONY: install sshd test lint demo bench optimize clean help
 
 TE := $(VENV)/bin/tinyexport
 DEMO_TFLITE := $(OUT)/smollm2-135m_q8_ekv1024
@@ -22,6 +22,7 @@ help:
 	@echo "make test     - lint, then run the test suite"
 	@echo "make lint     - ruff check, ruff format --check, and the import-layer check (scripts/check_layers.py)"
 	@echo "make bench    - benchmark every artefact on SmolLM2 (BIG=1 adds the 1.1B shape) into bench/results/"
+	@echo "make optimize - transforms (head pruning, int8 KV cache, bf16) on SmolLM2: speed, memory, size, ppl/KL table"
 
 $(STAMP): pyproject.toml Makefile
 	@start=$$(date +%s); \
@@ -65,6 +66,11 @@ demo: install
 	$(TE) generate $(DEMO_TFLITE) --chat --prompt "What is the capital of France? Answer in one sentence." --max-new-tokens 48
 	@echo "== 6/6 perplexity and KL on $(DEMO_EVAL_TOKENS) tokens of Macbeth"
 	$(TE) eval perplexity $(DEMO_TFLITE) $(DEMO_ONNX) --max-tokens $(DEMO_EVAL_TOKENS)
+
+# Optimisation transforms on SmolLM2 (scripts/optimize.sh): results under bench/results/optimize/.
+# TOKENS=512 (eval tokens), ONNX=1 adds exported rows.
+optimize: install
+	TE=$(TE) PY=$(PY) scripts/optimize.sh
 
 # Full benchmark (scripts/bench.sh): SmolLM2, all artefacts; BIG=1 adds the 1.1B random TinyLlama shape.
 bench: install

@@ -60,8 +60,11 @@ def convert(
         progress(f"writing {MODEL_FILE}")
         weight_bytes = save_model(graph, out_dir / MODEL_FILE)
     del graph
-    write_genai_config(out_dir, checkpoint.config, model_file=MODEL_FILE, context_length=export.kv_cache_max_len)
-    write_hf_configs(out_dir, checkpoint.directory, checkpoint.config, context_length=export.kv_cache_max_len)
+    config = checkpoint.config
+    genai = config.uniform_heads and config.kv_cache_dtype == "float32"  # what genai and HF configs can describe
+    if genai:
+        write_genai_config(out_dir, config, model_file=MODEL_FILE, context_length=export.kv_cache_max_len)
+        write_hf_configs(out_dir, checkpoint.directory, config, context_length=export.kv_cache_max_len)
     progress("checking the file (onnx.checker)")
     check_file(out_dir / MODEL_FILE)
     return {
@@ -72,6 +75,7 @@ def convert(
             "exporter": "torch.onnx.export(dynamo=True)",
             "fusions": fusions,
             "external_data": (out_dir / (MODEL_FILE + ".data")).exists(),
+            "genai_config": genai,
             **facts,
         },
     }

@@ -53,8 +53,9 @@ class OnnxDecoder(nn.Module):
 
 def _trace_inputs(config: ModelConfig) -> tuple:
     b, t, p = _TRACE_BATCH, _TRACE_SEQ, _TRACE_PAST
-    shape = (b, config.num_kv_heads, p, config.head_dim)
-    past = tuple((torch.zeros(shape), torch.zeros(shape)) for _ in range(config.num_layers))
+    from tinyexport.models.llama import empty_kv_cache
+
+    past = empty_kv_cache(config, p, batch=b)  # per layer its own n_kv; int8 caches carry scales
     return (
         torch.zeros((b, t), dtype=torch.int64),
         torch.ones((b, p + t), dtype=torch.int64),
@@ -66,9 +67,9 @@ def _trace_inputs(config: ModelConfig) -> tuple:
 def export_graph(model: Llama, *, logits: str, opset: int):
     """Export ``model`` (concat writer) and return the ``onnx_ir.Model``, with readable names."""
     config = model.config
-    names = IONames(config.num_layers)
+    names = IONames(config.num_layers, config.kv_cache_dtype == "int8")
     auto = torch.export.Dim.AUTO
-    kv_dims = ({0: auto, 2: auto}, {0: auto, 2: auto})
+    kv_dims = tuple({0: auto, 2: auto} for _ in range(names.per_layer))
     dynamic_shapes = {
         "input_ids": {0: auto, 1: auto},
         "attention_mask": {0: auto, 1: auto},

@@ -162,6 +162,8 @@ def fuse_attention(model, config: ModelConfig, rope_cos: np.ndarray, rope_sin: n
 
     if config.head_dim % 16:
         return 0  # onnxruntime's CPU GroupQueryAttention needs head_size % 16 == 0
+    if config.kv_cache_dtype != "float32":
+        return 0  # GroupQueryAttention keeps a float cache; an int8 cache stays explicit ops
     graph = model.graph
     outputs = {v.name: v for v in graph.outputs}
     inputs = {v.name: v for v in graph.inputs}
@@ -222,8 +224,8 @@ def fuse_attention(model, config: ModelConfig, rope_cos: np.ndarray, rope_sin: n
             "GroupQueryAttention",
             [*qkv_inputs, att.past_k, att.past_v, seqlens.outputs[0], total.outputs[0], cos, sin, position_ids],
             attributes=[
-                ir.AttrInt64("num_heads", config.num_heads),
-                ir.AttrInt64("kv_num_heads", config.num_kv_heads),
+                ir.AttrInt64("num_heads", config.layer_heads(i)[0]),  # per layer: pruning may differ
+                ir.AttrInt64("kv_num_heads", config.layer_heads(i)[1]),
                 ir.AttrFloat32("scale", config.head_dim**-0.5),
                 ir.AttrInt64("do_rotary", 1),
                 ir.AttrInt64("rotary_interleaved", 0),

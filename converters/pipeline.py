@@ -66,6 +66,11 @@ def export_artefact(
     ``predicted_peak_rss_mb`` (``formats.budget``) is recorded next to the measured peak; ``progress``
     is told each stage as it starts (the converter's, if it takes ``progress=``, then this function's)."""
     fmt = FORMATS[export.format]
+    transforms = tuple(getattr(checkpoint, "transforms", ()))
+    if transforms:
+        from tinyexport.models.transforms import check_carried, transforms_json
+
+        check_carried(transforms, export.format, fmt.transforms)
     convert = load_object(fmt.converter)
     start = time.perf_counter()
     with atomic_directory(Path(target), replace=replace) as tmp:
@@ -95,6 +100,7 @@ def export_artefact(
                     "name": checkpoint.name,
                     "directory": str(checkpoint.directory),
                     "fingerprint": checkpoint.fingerprint(),
+                    **({"model_config": checkpoint.directory_config.to_dict()} if transforms else {}),
                 },
                 "conversion": {
                     "seconds": round(seconds, 2),
@@ -102,6 +108,7 @@ def export_artefact(
                     "predicted_peak_rss_mb": None if predicted_peak_rss_mb is None else round(predicted_peak_rss_mb, 1),
                     "size_ratio_vs_fp32": round(ratio, 4),
                 },
+                **({"transforms": transforms_json(checkpoint.directory_config, transforms)} if transforms else {}),
                 **fields,
             },
         )

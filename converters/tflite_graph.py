@@ -13,7 +13,7 @@ import torch
 from litert_torch.generative.custom_ops.dynamic_update_slice import dynamic_update_slice
 from torch import Tensor, nn
 
-from tinyexport.formats.tflite_io import INPUT_POS, LOGITS, TOKENS, cache_names
+from tinyexport.formats.tflite_io import INPUT_POS, LOGITS, TOKENS, cache_names, cache_specs
 from tinyexport.models.config import ModelConfig
 from tinyexport.models.llama import KVWriter, Llama, LogitsPositions
 
@@ -35,22 +35,25 @@ class SignatureModule(nn.Module):
         super().__init__()
         self.model = model
         self.logits = logits
-        self.names = cache_names(model.config.num_layers)
+        config = model.config
+        names = cache_names(config.num_layers, config.kv_cache_dtype == "int8")
+        per_layer = len(names) // config.num_layers  # (k, v) or (k, v, k_scale, v_scale)
+        self.layer_names = [names[i : i + per_layer] for i in range(0, len(names), per_layer)]
         self.eval()
 
     def forward(self, tokens: Tensor, input_pos: Tensor, **caches: Tensor) -> dict[str, Tensor]:
-        kv = [(caches[k], caches[v]) for k, v in zip(self.names[::2], self.names[1::2])]
+        kv = [tuple(caches[n] for n in names) for names in self.layer_names]
         logits, new_kv = self.model(tokens, input_pos, kv, logits=self.logits)
         out = {LOGITS: logits}
-        for (k_name, v_name), (k, v) in zip(zip(self.names[::2], self.names[1::2]), new_kv):
-            out[k_name], out[v_name] = k, v
+        for names, layer_cache in zip(self.layer_names, new_kv):
+            out.update(zip(names, layer_cache))
         return out
 
 
 def sample_inputs(config: ModelConfig, length: int, cache_len: int) -> dict[str, Tensor]:
     """Example inputs for tracing a signature of ``length`` tokens over a cache of ``cache_len`` slots."""
-    shape = (1, config.num_kv_heads, cache_len, config.head_dim)
     inputs = {TOKENS: torch.zeros((1, length), dtype=torch.int32), INPUT_POS: torch.arange(length, dtype=torch.int32)}
     # distinct tensors: torch.export must not see the caches as aliases of one another
-    inputs.update({name: torch.zeros(shape, dtype=torch.float32) for name in cache_names(config.num_layers)})
+    for name, ((b, n_kv, last), dtype) in cache_specs(config).items():
+        inputs[name] = torch.zeros((b, n_kv, cache_len, last), dtype=getattr(torch, dtype))
     return inputs

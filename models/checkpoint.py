@@ -44,8 +44,15 @@ class Checkpoint:
 
     name: str  # what to show the user
     directory: Path
-    config: ModelConfig
+    config: ModelConfig  # after ``transforms``
     source: str  # where the weights came from (preset, file, "random seed N")
+    transforms: tuple = ()  # models.transforms.Transform, planned; applied when the weights load
+    source_config: ModelConfig | None = None  # the directory's own config when transforms are set
+
+    @property
+    def directory_config(self) -> ModelConfig:
+        """The config of the weights on disk (before transforms)."""
+        return self.source_config or self.config
 
     @property
     def tokenizer_dir(self) -> Path | None:

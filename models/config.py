@@ -15,6 +15,10 @@ from typing import Any
 
 from tinyexport.errors import UserError
 
+# Storage types of the KV cache (models.llama): float32, or int8 with a per-token, per-head fp32 scale.
+KV_CACHE_DTYPES: tuple[str, ...] = ("float32", "int8")
+COMPUTE_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
+
 
 class UnsupportedModelError(UserError, ValueError):
     """The checkpoint describes a model this re-implementation does not support (and says why)."""
@@ -37,6 +41,12 @@ class ModelConfig:
     tie_embeddings: bool = False
     bos_token_id: int | None = None
     eos_token_id: int | None = None
+    # Set only by transforms (models/transforms.py): query / KV heads of each layer after head pruning
+    # (num_heads / num_kv_heads are then the per-layer maxima), and the KV cache's storage type.
+    num_heads_per_layer: tuple[int, ...] | None = None
+    num_kv_heads_per_layer: tuple[int, ...] | None = None
+    kv_cache_dtype: str = "float32"
+    compute_dtype: str = "float32"  # "bfloat16": attention and MLP in bf16 (torch only), norms/embeddings fp32
 
     def __post_init__(self) -> None:
         positive = (
@@ -58,6 +68,60 @@ class ModelConfig:
             raise ValueError(f"head_dim={self.head_dim} must be even for rotary embeddings")
         if not self.rope_theta > 0 or not self.rms_norm_eps > 0:
             raise ValueError(f"rope_theta={self.rope_theta} and rms_norm_eps={self.rms_norm_eps} must be positive")
+        if self.kv_cache_dtype not in KV_CACHE_DTYPES:
+            raise ValueError(f"kv_cache_dtype={self.kv_cache_dtype!r}; choose one of {', '.join(KV_CACHE_DTYPES)}")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"compute_dtype={self.compute_dtype!r}; choose one of {', '.join(COMPUTE_DTYPES)}")
+        self._check_per_layer_heads()
+
+    def _check_per_layer_heads(self) -> None:
+        heads, kv = self.num_heads_per_layer, self.num_kv_heads_per_layer
+        if heads is None and kv is None:
+            return
+        if heads is None or kv is None:
+            raise ValueError("num_heads_per_layer and num_kv_heads_per_layer must be given together")
+        for name, values in (("num_heads_per_layer", heads), ("num_kv_heads_per_layer", kv)):
+            if not isinstance(values, tuple) or len(values) != self.num_layers:
+                raise ValueError(f"{name} must be a tuple of num_layers={self.num_layers} integers, got {values}")
+            if any(not isinstance(n, int) or n <= 0 for n in values):
+                raise ValueError(f"{name} must hold positive integers, got {values}")
+        bad = [i for i, (h, k) in enumerate(zip(heads, kv)) if h % k]
+        if bad:
+            raise ValueError(f"layers {bad}: query heads {heads} are not multiples of KV heads {kv}")
+        if max(heads) != self.num_heads or max(kv) != self.num_kv_heads:
+            raise ValueError(
+                f"num_heads={self.num_heads} / num_kv_heads={self.num_kv_heads} must be the per-layer maxima "
+                f"of {heads} / {kv}"
+            )
+
+    def layer_heads(self, layer: int) -> tuple[int, int]:
+        """(query heads, KV heads) of ``layer``."""
+        if self.num_heads_per_layer is None or self.num_kv_heads_per_layer is None:
+            return self.num_heads, self.num_kv_heads
+        return self.num_heads_per_layer[layer], self.num_kv_heads_per_layer[layer]
+
+    @property
+    def uniform_heads(self) -> bool:
+        """Every layer has num_heads query and num_kv_heads KV heads (what HF and genai can express)."""
+        return all(self.layer_heads(i) == (self.num_heads, self.num_kv_heads) for i in range(self.num_layers))
+
+    def with_layer_heads(self, heads: tuple[int, ...], kv: tuple[int, ...]) -> ModelConfig:
+        """A copy with these per-layer head counts; uniform counts collapse into num_heads / num_kv_heads."""
+        if len(set(zip(heads, kv))) == 1:
+            return dataclasses.replace(
+                self,
+                num_heads=heads[0],
+                num_kv_heads=kv[0],
+                num_heads_per_layer=None,
+                num_kv_heads_per_layer=None,
+            )
+        return dataclasses.replace(
+            self,
+            num_heads=max(heads),
+            num_kv_heads=max(kv),
+            num_heads_per_layer=tuple(heads),
+            num_kv_heads_per_layer=tuple(kv),
+        )
 
     @property
     def group_size(self) -> int:
@@ -74,13 +138,25 @@ class ModelConfig:
 
     def num_parameters(self) -> int:
         """Parameter count (tied embeddings counted once)."""
-        h, i, v = self.hidden_size, self.intermediate_size, self.vocab_size
-        per_layer = h * self.q_dim + 2 * h * self.kv_dim + self.q_dim * h + 3 * h * i + 2 * h
+        h, i, v, hd = self.hidden_size, self.intermediate_size, self.vocab_size, self.head_dim
+        attention = 0
+        for layer in range(self.num_layers):
+            n_h, n_kv = self.layer_heads(layer)
+            attention += 2 * h * n_h * hd + 2 * h * n_kv * hd
         head = 0 if self.tie_embeddings else v * h
-        return v * h + self.num_layers * per_layer + h + head
+        return v * h + attention + self.num_layers * (3 * h * i + 2 * h) + h + head
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        for name in ("num_heads_per_layer", "num_kv_heads_per_layer"):
+            if data[name] is None:
+                del data[name]  # manifests of untransformed models stay as they were
+            else:
+                data[name] = list(data[name])
+        for name in ("kv_cache_dtype", "compute_dtype"):
+            if data[name] == "float32":
+                del data[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
@@ -88,10 +164,24 @@ class ModelConfig:
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"unknown ModelConfig fields {sorted(unknown)}")
-        return cls(**dict(data))
+        fields = dict(data)
+        for name in ("num_heads_per_layer", "num_kv_heads_per_layer"):
+            if isinstance(fields.get(name), list):
+                fields[name] = tuple(fields[name])
+        return cls(**fields)
 
     def to_hf_dict(self) -> dict[str, Any]:
-        """The equivalent transformers ``LlamaConfig`` as a config.json dict."""
+        """The equivalent transformers ``LlamaConfig`` as a config.json dict (uniform heads, float cache)."""
+        if not self.uniform_heads:
+            raise UnsupportedModelError(
+                f"per-layer head counts {self.num_heads_per_layer} cannot be written as an HF LlamaConfig "
+                "(transformers needs one head count for every layer); prune with a uniform ratio or keep our format"
+            )
+        if self.kv_cache_dtype != "float32" or self.compute_dtype != "float32":
+            raise UnsupportedModelError(
+                f"kv_cache_dtype={self.kv_cache_dtype!r} / compute_dtype={self.compute_dtype!r} have no HF "
+                "LlamaConfig field; write the checkpoint without these transforms"
+            )
         return {
             "architectures": ["LlamaForCausalLM"],
             "model_type": "llama",

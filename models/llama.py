@@ -13,7 +13,13 @@ the same contract (TFLite uses ``dynamic_update_slice``). Keys at slot ``s`` are
 position ``p`` iff ``s <= p`` -- for both writers, because slot index equals position.
 
 GQA never repeats K/V: the query heads sharing one KV head are folded into the row axis,
-``(B, n_h, T, hd) -> (B, n_kv, g*T, hd)``, so attention is one batched matmul per KV head.
+``(B, n_h, T, hd) -> (B, n_kv, g*T, hd)``, so attention is one batched matmul per KV head. Head counts
+may differ per layer (``ModelConfig.layer_heads``, after head pruning); each layer's cache has its own n_kv.
+
+``kv_cache_dtype="int8"``: a layer's cache is ``(k, v, k_scale, v_scale)`` -- int8 values and fp32 scales
+(B, n_kv, S, 1), one per token and KV head -- quantized when written and dequantized when read, so the
+new tokens attend to their own keys and values exactly as later tokens will. ``compute_dtype="bfloat16"``:
+the attention and MLP run in bf16; embeddings, norms, the residual stream and the LM head stay fp32.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ from torch import Tensor, nn
 
 from .config import ATTENTION_IMPLS, ModelConfig
 
-KVCache = tuple[tuple[Tensor, Tensor], ...]
+KVCache = tuple[tuple[Tensor, ...], ...]  # per layer (k, v), or (k, v, k_scale, v_scale) for an int8 cache
+KV_SCALE_MIN = 1e-8  # smallest amax a scale divides by: an all-zero K/V row quantizes to zeros, not NaN
 LogitsPositions = Literal["all", "last"]
 
 
@@ -94,6 +101,20 @@ KV_WRITERS: dict[str, KVWriter] = {
     "index_copy_inplace": KVWriter("index_copy_inplace", _write_index_copy_inplace, grows=False),
     "concat": KVWriter("concat", _write_concat, grows=True),
 }
+
+
+def quantize_kv(x: Tensor) -> tuple[Tensor, Tensor]:
+    """x (B, n_kv, T, hd) -> int8 values and fp32 scales (B, n_kv, T, 1): symmetric, one scale per token
+    and head, scale = amax/127, so |x - q * scale| <= scale / 2 for every element."""
+    x = x.float()
+    scale = x.abs().amax(dim=-1, keepdim=True).clamp(min=KV_SCALE_MIN) / 127.0  # (B, n_kv, T, 1)
+    q = torch.clamp(torch.round(x / scale), -127.0, 127.0).to(torch.int8)
+    return q, scale
+
+
+def dequantize_kv(q: Tensor, scale: Tensor) -> Tensor:
+    """int8 (B, n_kv, S, hd) and scales (B, n_kv, S, 1) -> fp32 (B, n_kv, S, hd)."""
+    return q.to(torch.float32) * scale
 
 
 # ------------------------------------------------------------------------------------------- attention
@@ -163,15 +184,17 @@ def get_attention(name: str, flash_block_size: int = 128) -> AttentionFn:
 
 
 class Attention(nn.Module):
-    def __init__(self, config: ModelConfig, attend: AttentionFn, kv_writer: KVWriter) -> None:
+    def __init__(self, config: ModelConfig, layer: int, attend: AttentionFn, kv_writer: KVWriter) -> None:
         super().__init__()
-        self.n_heads, self.n_kv, self.hd = config.num_heads, config.num_kv_heads, config.head_dim
-        self.group = config.group_size
+        self.n_heads, self.n_kv = config.layer_heads(layer)
+        self.hd = config.head_dim
+        self.group = self.n_heads // self.n_kv
         self.scale = self.hd**-0.5
-        self.wq = nn.Linear(config.hidden_size, config.q_dim, bias=False)
-        self.wk = nn.Linear(config.hidden_size, config.kv_dim, bias=False)
-        self.wv = nn.Linear(config.hidden_size, config.kv_dim, bias=False)
-        self.wo = nn.Linear(config.q_dim, config.hidden_size, bias=False)
+        self.kv_int8 = config.kv_cache_dtype == "int8"
+        self.wq = nn.Linear(config.hidden_size, self.n_heads * self.hd, bias=False)
+        self.wk = nn.Linear(config.hidden_size, self.n_kv * self.hd, bias=False)
+        self.wv = nn.Linear(config.hidden_size, self.n_kv * self.hd, bias=False)
+        self.wo = nn.Linear(self.n_heads * self.hd, config.hidden_size, bias=False)
         self.attend = attend
         self.kv_writer = kv_writer
 
@@ -182,23 +205,31 @@ class Attention(nn.Module):
         sin: Tensor,
         input_pos: Tensor,
         mask: Tensor,
-        cache: tuple[Tensor, Tensor],
+        cache: tuple[Tensor, ...],
         attend_len: int | None,
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
         b, t, _ = x.shape
         q = self.wq(x).view(b, t, self.n_heads, self.hd).transpose(1, 2)  # (B, n_h, T, hd)
         k = self.wk(x).view(b, t, self.n_kv, self.hd).transpose(1, 2)  # (B, n_kv, T, hd)
         v = self.wv(x).view(b, t, self.n_kv, self.hd).transpose(1, 2)  # (B, n_kv, T, hd)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        k_cache = self.kv_writer.write(cache[0], k, input_pos)  # (B, n_kv, S, hd)
-        v_cache = self.kv_writer.write(cache[1], v, input_pos)
-        k_seen, v_seen = k_cache, v_cache
+        new = (*quantize_kv(k), *quantize_kv(v)) if self.kv_int8 else (k, v)
+        if self.kv_int8:
+            new = (new[0], new[2], new[1], new[3])  # (k, v, k_scale, v_scale): int8 (B, n_kv, T, hd), fp32 (.., 1)
+        stored = tuple(self.kv_writer.write(c, n, input_pos) for c, n in zip(cache, new))  # (B, n_kv, S, ..)
+        seen = stored
         if attend_len is not None:  # eager-only shortcut: skip the unfilled tail of a fixed cache
-            k_seen, v_seen = k_cache[:, :, :attend_len], v_cache[:, :, :attend_len]
+            seen = tuple(c[:, :, :attend_len] for c in stored)
+        if self.kv_int8:
+            k_seen, v_seen = dequantize_kv(seen[0], seen[2]), dequantize_kv(seen[1], seen[3])
+        else:
+            k_seen, v_seen = seen
+        if k_seen.dtype != q.dtype:  # bf16 compute over an int8 cache
+            k_seen, v_seen = k_seen.to(q.dtype), v_seen.to(q.dtype)
         q = q.reshape(b, self.n_kv, self.group * t, self.hd)  # (B, n_kv, g*T, hd): heads of one KV head
         out = self.attend(q, k_seen, v_seen, mask, self.scale)  # (B, n_kv, g*T, hd)
         out = out.reshape(b, self.n_heads, t, self.hd).transpose(1, 2).reshape(b, t, self.n_heads * self.hd)
-        return self.wo(out), (k_cache, v_cache)
+        return self.wo(out), stored
 
 
 class MLP(nn.Module):
@@ -215,10 +246,11 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: ModelConfig, attend: AttentionFn, kv_writer: KVWriter) -> None:
+    def __init__(self, config: ModelConfig, layer: int, attend: AttentionFn, kv_writer: KVWriter) -> None:
         super().__init__()
+        self.compute_dtype = getattr(torch, config.compute_dtype)
         self.attn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.attn = Attention(config, attend, kv_writer)
+        self.attn = Attention(config, layer, attend, kv_writer)
         self.mlp_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MLP(config)
 
@@ -229,9 +261,13 @@ class Block(nn.Module):
         sin: Tensor,
         input_pos: Tensor,
         mask: Tensor,
-        cache: tuple[Tensor, Tensor],
+        cache: tuple[Tensor, ...],
         attend_len: int | None,
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        if self.compute_dtype != torch.float32:  # mixed precision: fp32 residual and norms, bf16 inside
+            h, cache = self.attn(self.attn_norm(x).to(self.compute_dtype), cos, sin, input_pos, mask, cache, attend_len)
+            x = x + h.float()
+            return x + self.mlp(self.mlp_norm(x).to(self.compute_dtype)).float(), cache
         h, cache = self.attn(self.attn_norm(x), cos, sin, input_pos, mask, cache, attend_len)
         x = x + h
         return x + self.mlp(self.mlp_norm(x)), cache
@@ -260,7 +296,7 @@ class Llama(nn.Module):
         attend = get_attention(attention, flash_block_size)
         self.kv_writer = KV_WRITERS[kv_writer] if isinstance(kv_writer, str) else kv_writer
         self.tok_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(Block(config, attend, self.kv_writer) for _ in range(config.num_layers))
+        self.layers = nn.ModuleList(Block(config, i, attend, self.kv_writer) for i in range(config.num_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         if config.tie_embeddings:
@@ -273,7 +309,7 @@ class Llama(nn.Module):
         self,
         tokens: Tensor,
         input_pos: Tensor,
-        kv: Sequence[tuple[Tensor, Tensor]],
+        kv: Sequence[tuple[Tensor, ...]],
         *,
         logits: LogitsPositions = "all",
         attend_len: int | None = None,
@@ -284,21 +320,44 @@ class Llama(nn.Module):
         t = tokens.shape[1]
         x = self.tok_embeddings(tokens)  # (B, T, h)
         cos, sin = self.rope_cos[input_pos], self.rope_sin[input_pos]  # (T, hd)
+        compute = self.layers[0].compute_dtype
+        if compute != torch.float32:
+            cos, sin = cos.to(compute), sin.to(compute)
         keys = attend_len if attend_len is not None else kv[0][0].shape[2] + (t if self.kv_writer.grows else 0)
         visible = torch.arange(keys, device=tokens.device)[None, :] <= input_pos[:, None]  # (T, S)
-        mask = visible.repeat(self.config.group_size, 1)  # (g*T, S), rows ordered like grouped queries
-        if key_mask is not None:
-            mask = mask & key_mask[:, None, None, :]  # (B, 1, g*T, S)
+        masks = {}  # group size -> mask; one entry unless pruning left layers with different group sizes
+        for group in dict.fromkeys(layer.attn.group for layer in self.layers):
+            mask = visible.repeat(group, 1)  # (g*T, S), rows ordered like grouped queries
+            if key_mask is not None:
+                mask = mask & key_mask[:, None, None, :]  # (B, 1, g*T, S)
+            masks[group] = mask
         new_kv = []
         for layer, cache in zip(self.layers, kv):
-            x, cache = layer(x, cos, sin, input_pos, mask, cache, attend_len)
+            x, cache = layer(x, cos, sin, input_pos, masks[layer.attn.group], cache, attend_len)
             new_kv.append(cache)
         if logits == "last":
             x = x[:, -1:, :]
         return self.lm_head(self.norm(x)), tuple(new_kv)
 
 
-def empty_kv_cache(config: ModelConfig, length: int, batch: int = 1, dtype: torch.dtype = torch.float32) -> KVCache:
-    """Zero cache of ``length`` slots per layer, layout (B, n_kv, length, hd)."""
-    shape = (batch, config.num_kv_heads, length, config.head_dim)
-    return tuple((torch.zeros(shape, dtype=dtype), torch.zeros(shape, dtype=dtype)) for _ in range(config.num_layers))
+def empty_kv_cache(config: ModelConfig, length: int, batch: int = 1, dtype: torch.dtype | None = None) -> KVCache:
+    """Zero cache of ``length`` slots per layer, layout (B, n_kv, length, hd) (+ int8 scales (B, n_kv, length, 1)).
+
+    ``dtype`` of a float cache defaults to the config's compute dtype."""
+    caches = []
+    for layer in range(config.num_layers):
+        shape = (batch, config.layer_heads(layer)[1], length, config.head_dim)
+        if config.kv_cache_dtype == "int8":
+            scale = shape[:-1] + (1,)
+            caches.append(
+                (
+                    torch.zeros(shape, dtype=torch.int8),
+                    torch.zeros(shape, dtype=torch.int8),
+                    torch.zeros(scale),
+                    torch.zeros(scale),
+                )
+            )
+        else:
+            float_dtype = dtype or getattr(torch, config.compute_dtype)
+            caches.append((torch.zeros(shape, dtype=float_dtype), torch.zeros(shape, dtype=float_dtype)))
+    return tuple(caches)

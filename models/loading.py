@@ -2,41 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Sequence
 
-import torch
 from torch import Tensor
 
+from .build import build_model
 from .checkpoint import Checkpoint
 from .config import ModelConfig
-from .llama import KVWriter, Llama
-from .weights import check_shapes, load_hf_weights
+from .llama import Llama
+from .transforms import Transform, TransformError, apply_transforms
+from .weights import load_hf_weights
+
+__all__ = ["build_model", "load_model", "load_state", "transform_checkpoint"]
 
 
-def build_model(
-    config: ModelConfig,
-    state: Mapping[str, Tensor],
-    *,
-    max_seq_len: int | None = None,
-    attention: str = "standard",
-    flash_block_size: int = 128,
-    kv_writer: str | KVWriter = "index_copy",
-) -> Llama:
-    """Construct on the meta device and adopt ``state``'s tensors (no random init, no extra copy)."""
-    check_shapes(config, state)
-    with torch.device("meta"):
-        model = Llama(
-            config, max_seq_len=max_seq_len, attention=attention, flash_block_size=flash_block_size, kv_writer=kv_writer
+def load_state(checkpoint: Checkpoint) -> tuple[ModelConfig, dict[str, Tensor]]:
+    """The checkpoint's config and our-named weights, its transforms applied."""
+    config = checkpoint.directory_config
+    state = load_hf_weights(config, checkpoint.directory)
+    if checkpoint.transforms:
+        config, state, _ = apply_transforms(config, state, checkpoint.transforms)
+    if config != checkpoint.config:
+        raise TransformError(
+            f"{checkpoint.name}: its transforms give a model of another shape than recorded; re-run `tinyexport convert`"
         )
-    full = dict(state)
-    if config.tie_embeddings:
-        full["lm_head.weight"] = full["tok_embeddings.weight"]
-    model.load_state_dict(full, strict=True, assign=True)
-    if config.tie_embeddings:  # assign=True makes two Parameters; make it one so exporters store it once
-        model.lm_head.weight = model.tok_embeddings.weight
-    return model.eval()
+    return config, state
 
 
 def load_model(checkpoint: Checkpoint, **kwargs) -> Llama:
-    """Our model with the checkpoint's weights (keyword arguments as ``build_model``)."""
-    return build_model(checkpoint.config, load_hf_weights(checkpoint.config, checkpoint.directory), **kwargs)
+    """Our model with the checkpoint's weights, transforms applied (keyword arguments as ``build_model``)."""
+    return build_model(*load_state(checkpoint), **kwargs)
+
+
+def transform_checkpoint(checkpoint: Checkpoint, transforms: Sequence[Transform], calibration=None) -> Checkpoint:
+    """``checkpoint`` with ``transforms`` planned on its weights (``calibration``: token ids for
+    data-aware criteria); the weights are transformed again, from the plan, whenever they load."""
+    if not transforms:
+        return checkpoint
+    base = checkpoint.directory_config
+    state = load_hf_weights(base, checkpoint.directory)
+    config, _, planned = apply_transforms(base, state, (*checkpoint.transforms, *transforms), calibration)
+    return dataclasses.replace(checkpoint, config=config, transforms=planned, source_config=base)

@@ -53,19 +53,23 @@ def name_table(config: ModelConfig) -> list[tuple[str, str, str]]:
 
 def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Our parameter name -> shape, derived from the config alone."""
-    h, i = config.hidden_size, config.intermediate_size
-    per_layer = {
-        "attn_norm.weight": (h,),
-        "attn.wq.weight": (config.q_dim, h),
-        "attn.wk.weight": (config.kv_dim, h),
-        "attn.wv.weight": (config.kv_dim, h),
-        "attn.wo.weight": (h, config.q_dim),
-        "mlp_norm.weight": (h,),
-        "mlp.w_gate.weight": (i, h),
-        "mlp.w_up.weight": (i, h),
-        "mlp.w_down.weight": (h, i),
-    }
-    shapes = {f"layers.{n}.{k}": s for n in range(config.num_layers) for k, s in per_layer.items()}
+    h, i, hd = config.hidden_size, config.intermediate_size, config.head_dim
+
+    def per_layer(n: int) -> dict[str, tuple[int, ...]]:
+        n_h, n_kv = config.layer_heads(n)  # per-layer counts after head pruning, else the config's
+        return {
+            "attn_norm.weight": (h,),
+            "attn.wq.weight": (n_h * hd, h),
+            "attn.wk.weight": (n_kv * hd, h),
+            "attn.wv.weight": (n_kv * hd, h),
+            "attn.wo.weight": (h, n_h * hd),
+            "mlp_norm.weight": (h,),
+            "mlp.w_gate.weight": (i, h),
+            "mlp.w_up.weight": (i, h),
+            "mlp.w_down.weight": (h, i),
+        }
+
+    shapes = {f"layers.{n}.{k}": s for n in range(config.num_layers) for k, s in per_layer(n).items()}
     shapes["tok_embeddings.weight"] = (config.vocab_size, h)
     shapes["norm.weight"] = (h,)
     if not config.tie_embeddings:

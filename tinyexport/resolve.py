@@ -25,12 +25,30 @@ DEFAULT_PROMPT = "In a quiet village at the foot of the mountains, an old clockm
 KINDS = ("hf", "torch", "artefact")
 
 
-def open_checkpoint(spec: str, random_weights: bool = False, seed: int = 0):
-    """Resolve --checkpoint (materialising into the cache if needed)."""
+def open_checkpoint(spec: str, random_weights: bool = False, seed: int = 0, transforms: tuple = ()):
+    """Resolve --checkpoint (materialising into the cache if needed), then plan ``transforms`` on it."""
     from tinyexport.models.checkpoint import resolve_checkpoint
     from tinyexport.paths import cache_dir
 
-    return resolve_checkpoint(spec, cache=cache_dir(), random_weights=random_weights, seed=seed)
+    ckpt = resolve_checkpoint(spec, cache=cache_dir(), random_weights=random_weights, seed=seed)
+    return transform(ckpt, transforms, seed)
+
+
+def calibration_ids(ckpt, seed: int = 0) -> np.ndarray:
+    """(1, N) token ids for data-aware transforms: the start of a corpus text that is NOT the default
+    evaluation text (so calibration never sees what eval scores); random ids without a tokenizer."""
+    from tinyexport.models.transforms import CALIBRATION_TOKENS
+
+    if ckpt.tokenizer_dir is None:
+        return np.random.default_rng(seed).integers(0, ckpt.config.vocab_size, (1, CALIBRATION_TOKENS))
+    from tinyexport.corpus import CALIBRATION_TEXT, default_corpus
+    from tinyexport.paths import cache_dir
+    from tinyexport.tokenizer import Tokenizer
+
+    path = default_corpus(cache_dir()).directory / "texts" / CALIBRATION_TEXT
+    ids = Tokenizer(ckpt.tokenizer_dir).encode(path.read_text(encoding="utf-8", errors="replace"))
+    start = max(0, ids.size // 2 - CALIBRATION_TOKENS // 2)  # mid-play: past the Project Gutenberg header
+    return np.asarray(ids[start : start + CALIBRATION_TOKENS], dtype=np.int64)[None]
 
 
 def config_before_loading(spec: str, random_weights: bool = False):
@@ -70,6 +88,7 @@ class Candidate:
     attention: str = "standard"  # torch only
     flash_block_size: int = 128  # torch only
     artefact: Artefact | None = field(default=None, compare=False)  # artefact only
+    transforms: tuple = ()  # torch only: planned models.transforms.Transform, applied when it opens
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS or (self.kind == "artefact") != (self.artefact is not None):
@@ -78,7 +97,7 @@ class Candidate:
     @property
     def label(self) -> str:
         if self.kind == "torch":
-            return f"torch:{self.attention}"
+            return f"torch:{self.attention}" + "".join(f"+{t.label}" for t in self.transforms)
         return self.artefact.name if self.artefact is not None else self.kind
 
     @property
@@ -105,19 +124,38 @@ class Candidate:
         from tinyexport.runners.torch_runner import TorchRunner
 
         return TorchRunner.from_checkpoint(
-            checkpoint, attention=self.attention, max_len=max_len, flash_block_size=self.flash_block_size
+            transform(checkpoint, self.transforms),
+            attention=self.attention,
+            max_len=max_len,
+            flash_block_size=self.flash_block_size,
+            name=self.label,
         )
 
     def to_json(self) -> dict[str, Any]:
         """For a bench worker process: the artefact by path (the parent already checked its hashes)."""
         path = None if self.artefact is None else str(self.artefact.path)
-        return {"kind": self.kind, "attention": self.attention, "flash_block_size": self.flash_block_size, "path": path}
+        return {
+            "kind": self.kind,
+            "attention": self.attention,
+            "flash_block_size": self.flash_block_size,
+            "path": path,
+            "transforms": [t.to_json() for t in self.transforms],
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Candidate:
+        from tinyexport.models.transforms import Transform
+
         path = data.get("path")
         artefact = None if path is None else load_artefact(Path(path), check_hashes=False)
-        return cls(data["kind"], data.get("attention", "standard"), int(data.get("flash_block_size", 128)), artefact)
+        transforms = tuple(Transform.from_json(t) for t in data.get("transforms", []))
+        return cls(
+            data["kind"],
+            data.get("attention", "standard"),
+            int(data.get("flash_block_size", 128)),
+            artefact=artefact,
+            transforms=transforms,
+        )
 
 
 REFERENCE = Candidate("hf")
@@ -131,6 +169,7 @@ class Inputs:
     tokenizer: Any  # tinyexport.tokenizer.Tokenizer, or None (random-weight checkpoints have none)
     artefacts: tuple[Artefact, ...]
     candidates: tuple[Candidate, ...]  # the reference excluded
+    reference: Candidate = REFERENCE  # transformers; our transformed model when verify meets transforms
 
     @property
     def config(self) -> ModelConfig:
@@ -171,12 +210,18 @@ def resolve(
     flash_block_size: int = 128,
     need_checkpoint: bool = True,
     need_tokenizer: bool = False,
+    transforms: Sequence[Any] = (),
+    transformed_reference: bool = False,
 ) -> Inputs:
     """Resolve and check every input before any model loads (bad input raises ``UserError``).
 
     ``attentions``: our model as candidates; without them and without artefacts, ``default_attentions``.
     ``need_checkpoint``: resolve the reference checkpoint (artefact-only commands skip it: no torch).
     ``need_tokenizer``: refuse inputs without a tokenizer (text evaluation, generation).
+    ``transforms`` (``--transform``/``--kv-cache``) apply to our model's candidates; each artefact carries
+    its own (its manifest's, re-applied to the checkpoint and checked against its config).
+    ``transformed_reference`` (verify): with transforms, the reference is our transformed model, and
+    artefacts must all carry the same transforms (``--transform`` may repeat them).
     """
     arts = tuple(load_artefact(p) for p in artefact_paths)  # each manifest read, each file hashed, once
     names = [a.name for a in arts]
@@ -186,21 +231,74 @@ def resolve(
     ckpt = None
     if need_checkpoint or not arts:
         ckpt = _reference_checkpoint(arts, checkpoint, random_weights, seed)
-    config = ckpt.config if ckpt is not None else arts[0].config
+    config = ckpt.config if ckpt is not None else source_config(arts[0])
     reference_name = ckpt.name if ckpt is not None else arts[0].name
+    recorded = {}
     for art in arts:
-        if art.config != config:
+        recorded[art.name] = artefact_transforms(art)
+        expected = config
+        if ckpt is not None and recorded[art.name]:
+            expected = transform(ckpt, recorded[art.name]).config  # the round trip: manifest -> same model
+        got = art.config if ckpt is not None else source_config(art)
+        if got != expected:
+            hint = " with its recorded transforms" if recorded[art.name] and ckpt is not None else ""
             raise UserError(
-                f"{art.name} was exported from a different model shape than {reference_name}; "
+                f"{art.name} was exported from a different model shape than {reference_name}{hint}; "
                 "pass the matching --checkpoint (or compare one model's artefacts at a time)"
             )
     tokenizer = _tokenizer(ckpt, arts, need_tokenizer)
     for art in arts:
         check_same_vocabulary(tokenizer, art)
-    chosen = attentions or (() if arts else tuple(default_attentions))
-    candidates = [Candidate("torch", a, flash_block_size) for a in dict.fromkeys(chosen)]
+    planned = tuple(transform(ckpt, tuple(transforms), seed).transforms) if transforms and ckpt is not None else ()
+    reference = REFERENCE
+    if transformed_reference:
+        sets = {tuple(t.label for t in ts) for ts in recorded.values()}
+        if len(sets) > 1:
+            raise UserError("the artefacts carry different transforms; verify one set of transforms at a time")
+        if sets and planned and tuple(t.label for t in planned) not in sets:
+            raise UserError(
+                f"--transform/--kv-cache {[t.label for t in planned]} differ from the artefacts' transforms "
+                f"{list(next(iter(sets)))}; drop the options (the manifests say what was applied)"
+            )
+        planned = next(iter(recorded.values())) if arts else planned
+        if planned:
+            reference = Candidate("torch", transforms=planned)
+    chosen = attentions or (() if arts and not (transforms and not transformed_reference) else tuple(default_attentions))
+    candidates = [Candidate("torch", a, flash_block_size, transforms=planned) for a in dict.fromkeys(chosen)]
     candidates += [Candidate("artefact", artefact=a) for a in arts]
-    return Inputs(ckpt, tokenizer, arts, tuple(candidates))
+    return Inputs(ckpt, tokenizer, arts, tuple(candidates), reference)
+
+
+def transform(ckpt, transforms: tuple, seed: int = 0):
+    """``ckpt`` with ``transforms`` planned (calibration tokens read only if a criterion needs them);
+    ``ckpt`` must be untransformed."""
+    if not transforms:
+        return ckpt
+    from tinyexport.models.loading import transform_checkpoint
+
+    needs_data = any(t.param("criterion") == "activation" and t.removed is None for t in transforms)
+    calibration = calibration_ids(ckpt, seed) if needs_data else None
+    return transform_checkpoint(ckpt, transforms, calibration)
+
+
+def artefact_transforms(art: Artefact) -> tuple:
+    """The transforms an artefact's manifest records (planned: re-applying them needs no calibration)."""
+    from tinyexport.artefact import ArtefactError
+    from tinyexport.models.transforms import Transform, TransformError
+
+    entries = art.manifest.get("transforms", [])
+    if not isinstance(entries, list):
+        raise ArtefactError(f"{art.path}/manifest.json: 'transforms' is not a list; re-run `tinyexport convert`")
+    try:
+        return tuple(Transform.from_json(e) for e in entries)
+    except TransformError as err:
+        raise ArtefactError(f"{art.path}/manifest.json: {err}") from None
+
+
+def source_config(art: Artefact) -> ModelConfig:
+    """The model an artefact was exported from, before its transforms (recorded in the manifest)."""
+    recorded = art.manifest.get("source", {}).get("model_config")
+    return ModelConfig.from_dict(recorded) if recorded else art.config
 
 
 def _reference_checkpoint(arts: Sequence[Artefact], override: str | None, random_weights: bool, seed: int):

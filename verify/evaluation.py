@@ -34,8 +34,10 @@ def prepare(
     seed: int,
     attentions: Sequence[str],
     flash_block_size: int,
+    transforms: Sequence[Any] = (),
 ) -> Inputs:
-    """The resolved inputs of an evaluation: text needs a tokenizer; our model (standard) by default."""
+    """The resolved inputs of an evaluation: text needs a tokenizer; our model (standard) by default.
+    ``transforms`` apply to our model; the reference stays the untransformed transformers model."""
     return resolve(
         artefact_paths,
         checkpoint=checkpoint,
@@ -45,6 +47,7 @@ def prepare(
         default_attentions=("standard",),
         flash_block_size=flash_block_size,
         need_tokenizer=True,
+        transforms=transforms,
     )
 
 

@@ -140,13 +140,12 @@ def run_parity(
     ``open_reference(checkpoint, max_len)`` replaces the plain transformers reference (``verify --adapter``:
     base + a LoRA adapter applied unmerged)."""
     from tinyexport.formats.recipes import tolerance_for
-    from tinyexport.resolve import REFERENCE
 
     needed = int(prompt.size) + max_new_tokens
     if open_reference is not None:
         reference = open_reference(inputs.checkpoint, needed)
     else:
-        reference = REFERENCE.open(inputs.checkpoint, max_len=needed)
+        reference = inputs.reference.open(inputs.checkpoint, max_len=needed)
     trace = reference_trace(reference, prompt, max_new_tokens)
     del reference
     reports = []

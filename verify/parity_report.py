@@ -26,10 +26,11 @@ def print_parity(
     reports: Sequence[ParityReport],
     tokenizer: Any,
     console: Console | None = None,
+    reference: str = "transformers",
 ) -> None:
     console = console or make_console()
     table = Table(
-        title=f"parity vs transformers ({checkpoint_name}, {trace.prompt.size} prompt tokens, "
+        title=f"parity vs {reference} ({checkpoint_name}, {trace.prompt.size} prompt tokens, "
         f"{len(trace.tokens)} greedy tokens)"
     )
     for col in (
@@ -73,11 +74,19 @@ def print_parity(
 
 
 def parity_document(
-    checkpoint_name: str, trace: ReferenceTrace, reports: Sequence[ParityReport], tokenizer: Any
+    checkpoint_name: str,
+    trace: ReferenceTrace,
+    reports: Sequence[ParityReport],
+    tokenizer: Any,
+    reference: str | None = None,
 ) -> dict:
-    """The ``verify --json`` document."""
+    """The ``verify --json`` document (``reference``: our transformed model's label, None for transformers)."""
     return {
-        "reference": f"transformers LlamaForCausalLM (eager, fp32) of {checkpoint_name}",
+        "reference": (
+            f"{reference} (our model, transformed) of {checkpoint_name}"
+            if reference
+            else f"transformers LlamaForCausalLM (eager, fp32) of {checkpoint_name}"
+        ),
         "prompt_tokens": int(trace.prompt.size),
         "reference_text": tokens_text(tokenizer, trace.tokens),
         "candidates": [dict(r.to_json(), text=tokens_text(tokenizer, r.candidate_tokens)) for r in reports],

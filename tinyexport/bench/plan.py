@@ -33,7 +33,7 @@ def parse_contexts(text: str | None) -> tuple[int, ...]:
     return values
 
 
-def plan(artefacts, torch_attentions, hf, checkpoint, random_weights, seed, settings):
+def plan(artefacts, torch_attentions, hf, checkpoint, random_weights, seed, settings, transforms=()):
     """Check every input (exit 2 before any work) and describe each candidate.
 
     Returns (candidates, model name, checkpoint dir or None). The checkpoint is resolved only when a
@@ -41,7 +41,7 @@ def plan(artefacts, torch_attentions, hf, checkpoint, random_weights, seed, sett
     """
     from tinyexport.bench.harness import BenchCandidate
     from tinyexport.errors import UserError
-    from tinyexport.resolve import Candidate, resolve
+    from tinyexport.resolve import Candidate, resolve, transform
 
     inputs = resolve(
         artefacts,
@@ -80,10 +80,15 @@ def plan(artefacts, torch_attentions, hf, checkpoint, random_weights, seed, sett
                 f"--context {too_long} exceeds the max_position_embeddings of {ckpt.name} "
                 f"({ckpt.config.max_position_embeddings}); use smaller fills"
             )
-        ours = [Candidate("torch", a) for a in dict.fromkeys(torch_attentions)] + ([Candidate("hf")] if hf else [])
-        candidates = [
-            BenchCandidate(c, c.label, c.format, c.recipe, size, capacity, ckpt.config, size) for c in ours
-        ] + candidates
+        tckpt = transform(ckpt, tuple(transforms), seed)
+        tsize = _state_bytes(tckpt) if transforms else size  # the transformed weights as our model holds them
+        ours = [Candidate("torch", a, transforms=tckpt.transforms) for a in dict.fromkeys(torch_attentions)]
+        reference = [Candidate("hf")] if hf else []
+        candidates = (
+            [BenchCandidate(c, c.label, c.format, c.recipe, tsize, capacity, tckpt.config, tsize) for c in ours]
+            + [BenchCandidate(c, c.label, c.format, c.recipe, size, capacity, ckpt.config, size) for c in reference]
+            + candidates
+        )
     unheld = [c for c in settings.contexts if all(c > cand.capacity for cand in candidates)]
     if unheld:
         raise UserError(
@@ -102,3 +107,11 @@ def _check_capacity(name: str, capacity: int, settings, what: str = "KV cache") 
             f"--prompt-len {settings.prompt_len} + --new-tokens {settings.new_tokens} exceeds the "
             f"{what} of {name} ({capacity}); lower --new-tokens or --prompt-len"
         )
+
+
+def _state_bytes(checkpoint) -> int:
+    """Bytes of a transformed checkpoint's weights as our model holds them (tied embeddings once)."""
+    from tinyexport.models.loading import load_state
+
+    _, state = load_state(checkpoint)
+    return sum(t.numel() * t.element_size() for t in state.values())

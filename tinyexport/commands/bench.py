@@ -12,7 +12,7 @@ from tinyexport.models.config import ATTENTION_IMPLS
 from tinyexport.paths import check_writable_file
 from tinyexport.records.sink import hand_result
 
-from .options import checkpoint_options
+from .options import checkpoint_options, parse_transform_options, transform_options
 
 
 @click.command()
@@ -28,6 +28,7 @@ from .options import checkpoint_options
 )
 @click.option("--hf", is_flag=True, help="Bench transformers' LlamaForCausalLM [default without ARTEFACTS].")
 @checkpoint_options(from_artefacts=True)
+@transform_options
 @click.option("--prompt-len", type=int, default=128, show_default=True, help="Prompt tokens (random ids, fixed seed).")
 @click.option(
     "--new-tokens",
@@ -108,6 +109,8 @@ def bench(
     checkpoint: str | None,
     random_weights: bool,
     seed: int,
+    transforms: tuple[str, ...],
+    kv_cache: str | None,
     prompt_len: int,
     new_tokens: int,
     warmup: int,
@@ -132,6 +135,7 @@ def bench(
     --repeats), peak RSS of its own process, size on disk, and the fraction of the roofline it reaches
     (decode: memory bandwidth / bytes read per token; prefill: matmul peak / FLOPs per token).
     With only ARTEFACTS, nothing but numpy and the artefacts' runtime is imported.
+    --transform/--kv-cache apply to the --torch candidates (artefacts carry their own; --hf never).
     """
     from tinyexport.bench.csvlog import append_rows, check_log, csv_rows
     from tinyexport.bench.harness import bench_all, bench_document, run_probes_subprocess
@@ -180,10 +184,11 @@ def bench(
         )
         hand_result(document, artefacts=artefacts)  # recorded here, measured on the remote machine
         return
+    planned = parse_transform_options(transforms, kv_cache)
     if not artefacts and not torch_attentions and not hf:
-        torch_attentions, hf = ("standard",), True
+        torch_attentions, hf = ("standard",), not planned
     candidates, model_name, checkpoint_dir = plan(
-        artefacts, torch_attentions, hf, checkpoint, random_weights, seed, settings
+        artefacts, torch_attentions, hf, checkpoint, random_weights, seed, settings, planned
     )
 
     console, status = make_console(), make_console(stderr=True)

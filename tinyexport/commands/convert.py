@@ -16,7 +16,7 @@ from tinyexport.formats.registry import FORMATS
 from tinyexport.models.config import ATTENTION_IMPLS
 from tinyexport.records.sink import hand_result
 
-from .options import checkpoint_options
+from .options import checkpoint_options, parse_transform_options, transform_options
 
 
 @click.command()
@@ -40,6 +40,7 @@ from .options import checkpoint_options
 )
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
 @checkpoint_options
+@transform_options
 @click.option(
     "--prefill-seq-lens",
     default="8,64,128",
@@ -89,6 +90,8 @@ def convert(
     checkpoint: str,
     random_weights: bool,
     seed: int,
+    transforms: tuple[str, ...],
+    kv_cache: str | None,
     prefill_seq_lens: str,
     kv_cache_max_len: int,
     attention: str,
@@ -120,19 +123,27 @@ def convert(
         )
     except ValueError as err:
         raise UserError(str(err)) from None
+    planned = parse_transform_options(transforms, kv_cache)
+    from tinyexport.models.transforms import check_carried
+
+    check_carried(planned, fmt, FORMATS[fmt].transforms)  # before any weights load
     from tinyexport.resolve import config_before_loading, open_checkpoint
 
     early = config_before_loading(checkpoint, random_weights)  # a preset's or a directory's shape: no weights touched
     if early is not None:  # refuse before materialising gigabytes into the cache
         check_memory(checkpoint, early, export, max_memory, force_memory)
-    ckpt = open_checkpoint(checkpoint, random_weights, seed)
+    ckpt = open_checkpoint(checkpoint, random_weights, seed, planned)
     if kv_cache_max_len > ckpt.config.max_position_embeddings:
         raise UserError(
             f"--kv-cache-max-len {kv_cache_max_len} exceeds the model's max_position_embeddings "
             f"({ckpt.config.max_position_embeddings}); lower it"
         )
     target = output or default_output(
-        ckpt.directory.name if random_weights else checkpoint, export, random_weights=random_weights, seed=seed
+        ckpt.directory.name if random_weights else checkpoint,
+        export,
+        random_weights=random_weights,
+        seed=seed,
+        transforms=planned,
     )
     if target.exists() and not force:
         raise UserError(f"output {target} already exists; pass --force to replace it or -o another directory")
@@ -239,8 +250,9 @@ def converter_output(verbose: bool) -> Iterator[None]:
             os.environ.pop(LITERT_PROGRESS_ENV, None)
 
 
-def default_output(model_name: str, export, *, random_weights: bool, seed: int) -> Path:
-    """out/<model>_<short recipe>_ekv<N> for TFLite, out/<model>_onnx_<short recipe> for ONNX."""
+def default_output(model_name: str, export, *, random_weights: bool, seed: int, transforms: tuple = ()) -> Path:
+    """out/<model>_<short recipe>_ekv<N> for TFLite, out/<model>_onnx_<short recipe> for ONNX
+    (+ _prune<R><criterion> / _kvint8 per transform)."""
     name = Path(model_name).name.removesuffix(".gguf")
     short = RECIPES[export.recipe].short or export.recipe
     if export.format == "tflite":
@@ -249,4 +261,9 @@ def default_output(model_name: str, export, *, random_weights: bool, seed: int) 
         stem = f"{name}_{export.format}_{short}"
     if export.prefill_logits == "all":
         stem += "_alllogits"
+    for t in transforms:
+        if t.name == "prune-heads":
+            stem += f"_prune{t.param('ratio'):g}{t.param('criterion')[0]}"
+        elif t.name == "kv-cache":
+            stem += f"_kv{t.param('value')}"
     return Path("out") / stem

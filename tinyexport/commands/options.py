@@ -58,3 +58,31 @@ def json_option(func: Callable) -> Callable:
         default=None,
         help="Also write the report as JSON (atomically).",
     )(func)
+
+
+def transform_options(func: Callable) -> Callable:
+    """``--transform NAME=VALUE`` (repeatable, applied in order) and ``--kv-cache``: optimisation
+    transforms of the checkpoint (``tinyexport.models.transforms``)."""
+    from tinyexport.models.config import KV_CACHE_DTYPES
+
+    func = click.option(
+        "--kv-cache",
+        type=click.Choice(KV_CACHE_DTYPES),
+        default=None,
+        help="KV-cache storage: int8 = int8 values with a per-token, per-head scale (same as --transform kv-cache=int8).",
+    )(func)
+    return click.option(
+        "--transform",
+        "transforms",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="Optimisation transform of the checkpoint, repeatable, applied in order: prune-heads=R[:o_proj|activation] "
+        "(remove a fraction R of the query heads), kv-cache=int8, mixed-precision=bf16 (torch only).",
+    )(func)
+
+
+def parse_transform_options(transforms: tuple[str, ...], kv_cache: str | None) -> tuple:
+    """The options' values as ``Transform``s; a malformed one is a UserError (one line, exit 2)."""
+    from tinyexport.models.transforms import parse_transforms
+
+    return parse_transforms(transforms, kv_cache)

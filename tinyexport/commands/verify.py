@@ -12,12 +12,13 @@ from tinyexport.paths import check_writable_file
 from tinyexport.records.sink import hand_result
 from tinyexport.resolve import DEFAULT_PROMPT, prompt_ids
 
-from .options import checkpoint_options
+from .options import checkpoint_options, parse_transform_options, transform_options
 
 
 @click.command()
 @click.argument("artefacts", nargs=-1, type=click.Path(path_type=Path))
 @checkpoint_options(from_artefacts=True)
+@transform_options
 @click.option(
     "--attention",
     "attentions",
@@ -53,6 +54,8 @@ def verify(
     checkpoint: str | None,
     random_weights: bool,
     seed: int,
+    transforms: tuple[str, ...],
+    kv_cache: str | None,
     attentions: tuple[str, ...],
     flash_block_size: int,
     prompt: str | None,
@@ -66,6 +69,9 @@ def verify(
     Per candidate: max/mean |Δlogit| over the prompt and every decode step (teacher-forced on the
     reference's greedy tokens), top-1 agreement, mean KL(ref‖cand), and how many greedy tokens match.
     Exit 1 if any candidate is outside its tolerance (tinyexport/formats/recipes.py).
+
+    With transforms (--transform/--kv-cache, or recorded in the ARTEFACTS' manifests) the reference is
+    our transformed model (standard attention): transformers cannot run pruned or int8-cache models.
     """
     from tinyexport.errors import ParityError, UserError
     from tinyexport.resolve import resolve
@@ -91,6 +97,8 @@ def verify(
         attentions=attentions,
         default_attentions=ATTENTION_IMPLS,
         flash_block_size=flash_block_size,
+        transforms=parse_transform_options(transforms, kv_cache),
+        transformed_reference=True,
     )
     name = inputs.name
     if adapter is not None:
@@ -100,11 +108,12 @@ def verify(
         def open_reference(ckpt, max_len):
             return unmerged_reference(ckpt, adapter, max_len=max_len)
 
+    reference = inputs.reference.label if inputs.reference.transforms else None
     ids = prompt_ids(inputs.tokenizer, prompt, prompt_tokens, seed, inputs.config.vocab_size)
     check_room(inputs, ids.size, max_new_tokens)
     trace, reports = run_parity(inputs, ids, max_new_tokens, open_reference=open_reference)
-    print_parity(name, trace, reports, inputs.tokenizer)
-    document = parity_document(name, trace, reports, inputs.tokenizer)
+    print_parity(name, trace, reports, inputs.tokenizer, reference=reference or "transformers")
+    document = parity_document(name, trace, reports, inputs.tokenizer, reference)
     hand_result(document, checkpoint=inputs.checkpoint, artefacts=[a.path for a in inputs.artefacts])
     if json_path is not None:
         write_json_atomic(json_path, document)

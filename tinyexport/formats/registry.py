@@ -21,6 +21,7 @@ class Format:
     converter: str  # "module:function" -> convert(checkpoint, export_config, out_dir) -> manifest dict
     runner: str  # "module:Class" -> Class.from_artefact(artefact)
     runtime_package: str  # what `pip install` provides the runner on a device
+    transforms: tuple[str, ...] = ()  # models.transforms names its converter and runner carry
     # True: which prefill positions get logits is chosen when the runner opens (its ``logits="all"|"last"``
     # option), not baked into the file; verify and eval then ask for every position.
     runtime_logits: bool = False
@@ -37,6 +38,7 @@ FORMATS: Mapping[str, Format] = MappingProxyType(
                 "tinyexport.converters.tflite:convert",
                 "tinyexport.runners.tflite_runner:TFLiteRunner",
                 "ai-edge-litert",
+                ("prune-heads", "kv-cache"),
             ),
             Format(
                 "onnx",
@@ -45,6 +47,7 @@ FORMATS: Mapping[str, Format] = MappingProxyType(
                 "tinyexport.converters.onnx:convert",
                 "tinyexport.runners.ort_runner:ORTRunner",
                 "onnxruntime",
+                ("prune-heads", "kv-cache"),
             ),
             Format(
                 "gguf",

@@ -87,16 +87,38 @@ class ORTRunner:
         self.name = name
         self.io_binding = io_binding
         inputs = {i.name: i for i in session.get_inputs()}
-        self._past_names = IONames(config.num_layers).past
+        names = IONames(config.num_layers, config.kv_cache_dtype == "int8")
+        self._past_names = names.past
         self._output_names = [o.name for o in session.get_outputs()]
-        missing = [n for n in IONames(config.num_layers).inputs if n not in inputs]
+        missing = [n for n in names.inputs if n not in inputs]
         if missing or self._output_names[:1] != [LOGITS]:
             raise ArtefactError(
                 f"{name}: the ONNX graph lacks inputs {missing[:3]} or a first output 'logits'; "
-                "it was not made by `tinyexport convert --format onnx`"
+                "it was not made by `tinyexport convert --format onnx` from this manifest's model"
             )
-        self._kv_dtype = np.float16 if "float16" in inputs[self._past_names[0]].type else np.float32
+        self._empty_past = [
+            self._empty(inputs[n], i // names.per_layer, i % names.per_layer) for i, n in enumerate(self._past_names)
+        ]
         self.reset()
+
+    def _empty(self, info: Any, layer: int, kind: int) -> np.ndarray:
+        """An empty past (1, n_kv, 0, hd|1) of the graph's dtype; its shape must be the manifest's."""
+        dtypes = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int8)": np.int8}
+        n_kv = self.config.layer_heads(layer)[1]
+        last = self.config.head_dim if kind < 2 else 1
+        want_dtype = "tensor(int8)" if kind < 2 and self.config.kv_cache_dtype == "int8" else None
+        if (
+            info.shape[1] != n_kv
+            or info.shape[3] != last
+            or info.type not in dtypes
+            or (want_dtype and info.type != want_dtype)
+        ):
+            raise ArtefactError(
+                f"{self.name}: graph input {info.name} is {info.type} {info.shape} but the manifest's model has "
+                f"{n_kv} KV heads of size {last} in layer {layer} (kv cache {self.config.kv_cache_dtype}); "
+                "re-run `tinyexport convert`"
+            )
+        return np.zeros((1, n_kv, 0, last), dtype=dtypes[info.type])
 
     @classmethod
     def from_artefact(
@@ -137,8 +159,7 @@ class ORTRunner:
 
     def reset(self) -> None:
         self.position = 0
-        empty = np.zeros((1, self.config.num_kv_heads, 0, self.config.head_dim), dtype=self._kv_dtype)
-        self._past: list[Any] = [empty] * len(self._past_names)
+        self._past: list[Any] = list(self._empty_past)
 
     def rollback(self, position: int) -> None:
         """Forget tokens from ``position`` on: every ``present`` tensor is cut to its first ``position``

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from tinyexport.artefact import Artefact, ArtefactError
-from tinyexport.formats.tflite_io import DECODE, INPUT_POS, LOGITS, TOKENS, cache_names, prefill_length
+from tinyexport.formats.tflite_io import DECODE, INPUT_POS, LOGITS, TOKENS, cache_specs, prefill_length
 from tinyexport.models.config import ModelConfig
 from tinyexport.native_logs import captured_native_stderr
 
@@ -64,7 +64,8 @@ class TFLiteRunner:
         self.max_len = kv_cache_max_len
         self.name = name or Path(model_path).parent.name
         self.threads = threads
-        self.cache_names = cache_names(config.num_layers)
+        self.cache_specs = cache_specs(config)  # per layer: its own KV heads; int8 caches add scales
+        self.cache_names = list(self.cache_specs)
         # LiteRT logs a dozen lines to fd 2 while it compiles the model and on the first buffer access
         # (which sets up its tensor-buffer environment): keep them out of the command's output.
         with captured_native_stderr() as log:
@@ -102,7 +103,7 @@ class TFLiteRunner:
                 f"{self.name}: the .tflite has signatures {sorted(signatures)}; expected prefill_N "
                 "and decode (re-run `tinyexport convert`)"
             )
-        cache_shape = [1, self.config.num_kv_heads, self.max_len, self.config.head_dim]
+        expected = {n: ([b, h, self.max_len, last], dt) for n, ((b, h, last), dt) in self.cache_specs.items()}
         for sig in signatures:
             inputs = self.model.get_input_tensor_details(sig)
             outputs = self.model.get_output_tensor_details(sig)
@@ -113,11 +114,17 @@ class TFLiteRunner:
                     f"{self.name}: signature {sig} has inputs {sorted(inputs)}, not those of a "
                     f"{self.config.num_layers}-layer tinyexport model (re-run `tinyexport convert`)"
                 )
-            bad = {n: list(inputs[n]["shape"]) for n in self.cache_names if list(inputs[n]["shape"]) != cache_shape}
+            bad = {
+                n: (list(inputs[n]["shape"]), np.dtype(inputs[n]["dtype"]).name)
+                for n, (shape, dtype) in expected.items()
+                if list(inputs[n]["shape"]) != shape or np.dtype(inputs[n]["dtype"]).name != dtype
+            }
             if bad or outputs[LOGITS]["shape"][-1] != self.config.vocab_size:
+                first = next(iter(bad), None)
+                seen = f"{first} is {bad[first]}, the manifest says {expected[first]}" if first else "vocab differs"
                 raise ArtefactError(
-                    f"{self.name}: signature {sig} does not match the manifest (cache shape "
-                    f"{cache_shape}, vocab {self.config.vocab_size}); re-run `tinyexport convert`"
+                    f"{self.name}: signature {sig} does not match the manifest ({seen}, vocab "
+                    f"{self.config.vocab_size}); re-run `tinyexport convert`"
                 )
 
     def _bind_signatures(self) -> dict[int, _Signature]:
@@ -139,9 +146,9 @@ class TFLiteRunner:
 
     def reset(self) -> None:
         self.position = 0
-        zeros = np.zeros((self.config.num_kv_heads, self.max_len, self.config.head_dim), np.float32)
-        for buffer in self._cache_in.values():
-            buffer.write(zeros)
+        for name, buffer in self._cache_in.items():
+            (_, n_kv, last), dtype = self.cache_specs[name]
+            buffer.write(np.zeros((n_kv, self.max_len, last), dtype))
 
     def rollback(self, position: int) -> None:
         """Forget tokens from ``position`` on by moving the position back; the cache is not touched.

@@ -1,0 +1,343 @@
+"""Optimisation transforms: functions on a checkpoint, ``(config, weights) -> (config, weights)``.
+
+A transform is named by the user as ``name=value[:option]`` (``--transform prune-heads=0.25:activation``,
+``--kv-cache int8`` for ``kv-cache=int8``) and composes left to right. Each is applied in two steps:
+
+* ``plan``: decide what it does on these weights (head pruning ranks heads, possibly on calibration
+  text) and record that in the ``Transform`` (``removed``), so the decision travels in the manifest;
+* ``apply``: a pure function of the recorded transform, the config and the weights.
+
+Re-applying a recorded transform (from a manifest) to the source checkpoint therefore gives the very
+same model without the calibration data. Transforms:
+
+``prune-heads=R[:o_proj|activation]``
+    Physically remove a fraction R (0 < R < 1) of the query heads. Heads are removed inside their KV
+    group, the same number from every group of a layer, so each layer stays regular GQA (its own
+    group size) and no KV head is lost. Importance per query head: ``o_proj`` (default) the L2 norm of
+    the head's column block in o_proj; ``activation`` the mean L2 norm of the head's contribution to the
+    residual stream (its o_proj block times its attention output) on calibration tokens. Layers get
+    "one more head removed per group" in the order of the summed importance of the heads that step
+    removes, lowest first, until R of all heads are gone; each group keeps at least one head.
+``kv-cache=int8``
+    K/V stored as int8 with one fp32 scale per token and KV head (``models.llama.quantize_kv``).
+``mixed-precision=bf16``
+    Attention and MLP weights and compute in bf16; embeddings, norms, residual stream, LM head fp32.
+    Torch only: no export format carries it.
+
+No torch at import time: the CLI parses transforms without loading it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tinyexport.errors import UserError
+
+from .config import ModelConfig
+
+PRUNE_HEADS = "prune-heads"
+KV_CACHE = "kv-cache"
+MIXED_PRECISION = "mixed-precision"
+PRUNE_CRITERIA = ("o_proj", "activation")
+TRANSFORM_SYNTAX = "prune-heads=R[:o_proj|activation], kv-cache=int8, mixed-precision=bf16"
+CALIBRATION_TOKENS = 512  # tokens of calibration text the activation criterion reads by default
+
+
+class TransformError(UserError, ValueError):
+    """A transform is malformed or cannot be applied to this model (message says which and why)."""
+
+
+@dataclass(frozen=True)
+class Transform:
+    """One transform: its parameters and, once planned, what it removed.
+
+    ``removed`` (prune-heads): per layer, the indices of the query heads removed, counted among the
+    layer's heads before this transform.
+    """
+
+    name: str
+    params: tuple[tuple[str, Any], ...] = ()
+    removed: tuple[tuple[int, ...], ...] | None = None
+
+    def param(self, key: str, default: Any = None) -> Any:
+        return dict(self.params).get(key, default)
+
+    @property
+    def label(self) -> str:
+        """The CLI spelling: ``prune-heads=0.25:activation``."""
+        if self.name == PRUNE_HEADS:
+            return f"{PRUNE_HEADS}={self.param('ratio'):g}:{self.param('criterion')}"
+        return f"{self.name}={self.param('value')}"
+
+    def to_json(self, config_before: ModelConfig | None = None) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "params": dict(self.params)}
+        if self.removed is not None:
+            data["removed"] = {"query_heads_per_layer": [list(r) for r in self.removed]}
+            if config_before is not None:
+                removed_heads = sum(len(r) for r in self.removed)
+                data["removed"]["query_heads"] = removed_heads
+                data["removed"]["parameters"] = 2 * removed_heads * config_before.head_dim * config_before.hidden_size
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Transform:
+        if not isinstance(data, Mapping) or not isinstance(data.get("name"), str):
+            raise TransformError(f"manifest transform entry {data!r} has no name; re-run `tinyexport convert`")
+        removed = (data.get("removed") or {}).get("query_heads_per_layer")
+        params = data.get("params") or {}
+        transform = cls(
+            str(data["name"]),
+            tuple(sorted(params.items())),
+            tuple(tuple(int(h) for h in r) for r in removed) if removed is not None else None,
+        )
+        check_transform(transform)
+        return transform
+
+
+# ------------------------------------------------------------------------------------------ parsing
+def parse_transform(text: str) -> Transform:
+    """``"prune-heads=0.25:activation"`` -> Transform; TransformError naming the problem."""
+    name, sep, value = text.strip().partition("=")
+    name = name.strip()
+    if not sep or not value.strip():
+        raise TransformError(f"--transform {text!r} needs a value; use one of: {TRANSFORM_SYNTAX}")
+    value = value.strip()
+    if name == PRUNE_HEADS:
+        ratio_text, _, criterion = value.partition(":")
+        try:
+            ratio = float(ratio_text)
+        except ValueError:
+            raise TransformError(f"--transform {text!r}: ratio {ratio_text!r} is not a number, e.g. 0.25") from None
+        transform = Transform(PRUNE_HEADS, (("criterion", criterion or "o_proj"), ("ratio", ratio)))
+    elif name in (KV_CACHE, MIXED_PRECISION):
+        transform = Transform(name, (("value", value),))
+    else:
+        raise TransformError(f"unknown transform {name!r} in {text!r}; use one of: {TRANSFORM_SYNTAX}")
+    check_transform(transform)
+    return transform
+
+
+def check_transform(t: Transform) -> None:
+    if t.name == PRUNE_HEADS:
+        ratio, criterion = t.param("ratio"), t.param("criterion")
+        if not isinstance(ratio, (int, float)) or not 0 < ratio < 1:
+            raise TransformError(f"prune-heads ratio must lie strictly between 0 and 1, got {ratio}; e.g. 0.25")
+        if criterion not in PRUNE_CRITERIA:
+            raise TransformError(
+                f"prune-heads criterion {criterion!r} is unknown; choose one of {', '.join(PRUNE_CRITERIA)}"
+            )
+    elif t.name == KV_CACHE:
+        if t.param("value") != "int8":
+            raise TransformError(f"kv-cache={t.param('value')} is not supported; the only choice is int8")
+    elif t.name == MIXED_PRECISION:
+        if t.param("value") != "bf16":
+            raise TransformError(f"mixed-precision={t.param('value')} is not supported; the only choice is bf16")
+    else:
+        raise TransformError(f"unknown transform {t.name!r}; use one of: {TRANSFORM_SYNTAX}")
+
+
+def parse_transforms(texts: Sequence[str], kv_cache: str | None = None) -> tuple[Transform, ...]:
+    """The CLI's ``--transform`` values (in order) then ``--kv-cache``; each transform at most once."""
+    transforms = [parse_transform(t) for t in texts]
+    if kv_cache is not None and kv_cache != "float32":
+        transforms.append(parse_transform(f"{KV_CACHE}={kv_cache}"))
+    names = [t.name for t in transforms]
+    for name in (KV_CACHE, MIXED_PRECISION):
+        if names.count(name) > 1:
+            raise TransformError(f"{name} is given twice; pass it once")
+    return tuple(transforms)
+
+
+def check_carried(transforms: Sequence[Transform], fmt: str, carried: Sequence[str]) -> None:
+    """Refuse transforms a format's converter cannot carry (``Format.transforms``)."""
+    bad = [t.label for t in transforms if t.name not in carried]
+    if bad:
+        raise TransformError(
+            f"--format {fmt} cannot carry {', '.join(bad)} (it carries {', '.join(carried) or 'no transforms'}); "
+            "drop it, or run it with the torch backend (eval/bench/generate)"
+        )
+
+
+# ------------------------------------------------------------------------------------------ applying
+def apply_transforms(
+    config: ModelConfig,
+    state: Mapping[str, Any],
+    transforms: Sequence[Transform],
+    calibration: Any = None,
+) -> tuple[ModelConfig, dict[str, Any], tuple[Transform, ...]]:
+    """Plan (where not yet planned) and apply each transform in order.
+
+    ``state``: our-named fp32 tensors. ``calibration``: (1, T) int64 token ids for the activation
+    criterion. Returns the new config, the new state and the transforms as planned (with ``removed``).
+    """
+    planned = []
+    state = dict(state)
+    for t in transforms:
+        check_transform(t)
+        if t.name == PRUNE_HEADS and t.removed is None:
+            t = plan_prune_heads(config, state, t, calibration)
+        config, state = apply_transform(config, state, t)
+        planned.append(t)
+    return config, state, tuple(planned)
+
+
+def apply_transform(config: ModelConfig, state: dict[str, Any], t: Transform) -> tuple[ModelConfig, dict[str, Any]]:
+    """Apply one planned transform (pure: ``state`` is not modified)."""
+    if t.name == KV_CACHE:
+        return dataclasses.replace(config, kv_cache_dtype=t.param("value")), state
+    if t.name == MIXED_PRECISION:
+        import torch
+
+        out = {k: (v.to(torch.bfloat16) if _is_block_linear(k) else v) for k, v in state.items()}
+        return dataclasses.replace(config, compute_dtype="bfloat16"), out
+    if t.name == PRUNE_HEADS:
+        if t.removed is None:
+            raise TransformError("prune-heads was not planned (no heads chosen); re-run `tinyexport convert`")
+        return remove_heads(config, state, t.removed)
+    raise TransformError(f"unknown transform {t.name!r}")
+
+
+def _is_block_linear(name: str) -> bool:
+    return name.startswith("layers.") and (".attn.w" in name or ".mlp.w" in name)
+
+
+def remove_heads(
+    config: ModelConfig, state: Mapping[str, Any], removed: Sequence[Sequence[int]]
+) -> tuple[ModelConfig, dict[str, Any]]:
+    """Drop query heads ``removed[layer]`` physically: rows of wq, columns of wo. Each KV group of a
+    layer must lose the same number of heads and keep at least one (checked)."""
+    if len(removed) != config.num_layers:
+        raise TransformError(
+            f"prune-heads records {len(removed)} layers but the model has {config.num_layers}; "
+            "the manifest does not belong to this checkpoint"
+        )
+    hd, out, heads, kv_heads = config.head_dim, dict(state), [], []
+    for layer, gone in enumerate(removed):
+        n_h, n_kv = config.layer_heads(layer)
+        group = n_h // n_kv
+        gone = sorted(set(gone))
+        if gone and (gone[0] < 0 or gone[-1] >= n_h):
+            raise TransformError(f"prune-heads: layer {layer} has {n_h} query heads, cannot remove head {gone[-1]}")
+        per_group = [sum(1 for h in gone if h // group == g) for g in range(n_kv)]
+        if len(set(per_group)) != 1 or per_group[0] >= group:
+            raise TransformError(
+                f"prune-heads: layer {layer} would lose {per_group} heads of its {n_kv} KV groups of {group}; "
+                "every group must lose the same number and keep at least one"
+            )
+        kept = [h for h in range(n_h) if h not in set(gone)]
+        if gone:
+            rows = [r for h in kept for r in range(h * hd, (h + 1) * hd)]
+            import torch
+
+            index = torch.tensor(rows, dtype=torch.long)
+            wq, wo = f"layers.{layer}.attn.wq.weight", f"layers.{layer}.attn.wo.weight"
+            out[wq] = state[wq].index_select(0, index).contiguous()  # (n_h' * hd, h)
+            out[wo] = state[wo].index_select(1, index).contiguous()  # (h, n_h' * hd)
+        heads.append(len(kept))
+        kv_heads.append(n_kv)
+    return config.with_layer_heads(tuple(heads), tuple(kv_heads)), out
+
+
+# ------------------------------------------------------------------------------------------ pruning
+def head_importance(config: ModelConfig, state: Mapping[str, Any], criterion: str, calibration: Any = None):
+    """Per layer, a (n_h,) float tensor of query-head importance (higher = keep)."""
+    hd = config.head_dim
+    if criterion == "o_proj":
+        scores = []
+        for layer in range(config.num_layers):
+            wo = state[f"layers.{layer}.attn.wo.weight"].float()  # (h, n_h * hd)
+            blocks = wo.reshape(wo.shape[0], -1, hd)  # (h, n_h, hd)
+            scores.append(blocks.pow(2).sum(dim=(0, 2)).sqrt())  # (n_h,)
+        return scores
+    if criterion == "activation":
+        if calibration is None:
+            raise TransformError("prune-heads:activation needs calibration tokens")
+        return _activation_importance(config, state, calibration)
+    raise TransformError(f"unknown prune-heads criterion {criterion!r}")
+
+
+def _activation_importance(config: ModelConfig, state: Mapping[str, Any], calibration: Any):
+    """Mean over calibration tokens of ||W_o[:, head] @ attn_out[head]||: what each head adds to the residual."""
+    import torch
+
+    from .build import build_model
+    from .llama import empty_kv_cache
+
+    ids = torch.as_tensor(calibration, dtype=torch.long).reshape(1, -1)
+    model = build_model(config, state, max_seq_len=max(ids.shape[1], 1))
+    hd, captured = config.head_dim, {}
+
+    def hook(layer: int):
+        def capture(module, args) -> None:
+            x = args[0][0]  # (T, n_h * hd)
+            heads = x.reshape(x.shape[0], -1, hd)  # (T, n_h, hd)
+            wo = module.weight.reshape(module.weight.shape[0], -1, hd)  # (h, n_h, hd)
+            contrib = torch.einsum("thd,ohd->tho", heads.float(), wo.float())  # (T, n_h, h)
+            captured[layer] = contrib.norm(dim=-1).mean(dim=0)  # (n_h,)
+
+        return capture
+
+    handles = [blk.attn.wo.register_forward_pre_hook(hook(i)) for i, blk in enumerate(model.layers)]
+    try:
+        with torch.inference_mode():
+            model(ids, torch.arange(ids.shape[1]), empty_kv_cache(config, ids.shape[1]))
+    finally:
+        for h in handles:
+            h.remove()
+    return [captured[i] for i in range(config.num_layers)]
+
+
+def plan_prune_heads(config: ModelConfig, state: Mapping[str, Any], t: Transform, calibration: Any = None) -> Transform:
+    """Choose the heads ``prune-heads`` removes; return the transform with ``removed`` filled in."""
+    removed = choose_heads(config, head_importance(config, state, t.param("criterion"), calibration), t.param("ratio"))
+    return dataclasses.replace(t, removed=removed)
+
+
+def choose_heads(config: ModelConfig, importance: Sequence[Any], ratio: float) -> tuple[tuple[int, ...], ...]:
+    """Per layer, the query heads to remove so that ``ratio`` of all heads go (ratio 0: none).
+
+    A step removes, from one layer, the least important remaining head of every KV group; steps are
+    taken globally in order of the importance they remove (summed over the groups), lowest first.
+    """
+    total = sum(config.layer_heads(i)[0] for i in range(config.num_layers))
+    target = round(ratio * total)
+    steps = []  # (cost, layer, step index, heads removed by the step)
+    for layer in range(config.num_layers):
+        n_h, n_kv = config.layer_heads(layer)
+        group = n_h // n_kv
+        scores = [float(s) for s in importance[layer]]
+        ranked = [sorted(range(g * group, (g + 1) * group), key=lambda h: (scores[h], h)) for g in range(n_kv)]
+        for j in range(group - 1):  # each group keeps at least one head
+            heads = tuple(r[j] for r in ranked)
+            steps.append((sum(scores[h] for h in heads), layer, j, heads))
+    removable = sum(len(s[3]) for s in steps)
+    if target > removable:
+        raise TransformError(
+            f"prune-heads={ratio:g} would remove {target} of {total} query heads, leaving some KV group of a "
+            f"layer with no head (at most {removable} = {removable / total:.0%} can go); lower the ratio"
+        )
+    removed: list[list[int]] = [[] for _ in range(config.num_layers)]
+    count = 0
+    # steps of one layer have non-decreasing cost, so the global order takes them in order
+    for _cost, layer, _j, heads in sorted(steps, key=lambda s: (s[0], s[1], s[2])):
+        if count >= target:
+            break
+        removed[layer].extend(heads)
+        count += len(heads)
+    return tuple(tuple(sorted(r)) for r in removed)
+
+
+def transforms_json(config: ModelConfig, transforms: Sequence[Transform]) -> list[dict[str, Any]]:
+    """Manifest entries: each transform with its parameters and what it removed (counted on the config
+    it was applied to)."""
+    entries = []
+    for t in transforms:
+        entries.append(t.to_json(config))
+        if t.name == PRUNE_HEADS and t.removed is not None:
+            heads = tuple(config.layer_heads(i)[0] - len(r) for i, r in enumerate(t.removed))
+            kv = tuple(config.layer_heads(i)[1] for i in range(config.num_layers))
+            config = config.with_layer_heads(heads, kv)
+    return entries

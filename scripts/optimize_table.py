@@ -1,0 +1,45 @@
+"""Markdown table of `make optimize`: one row per method from its eval-*.json and bench-*.json.
+
+usage: python scripts/optimize_table.py bench/results/optimize > table.md
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def _rows(directory: Path) -> list[str]:
+    lines = [
+        "| Method | decode tok/s | prefill tok/s | Memory MB (peak RSS) | Model size MB | Perplexity | Δppl | KL mean | top-1 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    reference = None
+    for eval_path in sorted(directory.glob("eval-*.json"), key=lambda p: (p.stem != "eval-baseline", p.stem)):
+        slug = eval_path.stem.removeprefix("eval-")
+        report = json.loads(eval_path.read_text())
+        rows = report["candidates"]
+        reference = reference or next((r for r in rows if r["name"] == "hf"), None)
+        row = next(r for r in rows if r["name"] != "hf")
+        bench_path = directory / f"bench-{slug}.json"
+        speed = "| n/a | n/a | n/a | n/a "
+        if bench_path.is_file():
+            cand = json.loads(bench_path.read_text())["candidates"][0]
+            speed = (
+                f"| {cand['decode_tok_s']['median']:.1f} | {cand['prefill_tok_s']['median']:.0f} "
+                f"| {cand['peak_rss_mb']:.0f} | {cand['size_bytes'] / 1e6:.1f} "
+            )
+        lines.append(
+            f"| {slug} (`{row['name']}`) {speed}| {row['perplexity']:.3f} | {row['delta_ppl']:+.3f} "
+            f"| {row['kl_mean']:.4f} | {row['top1_agreement']:.3f} |"
+        )
+    if reference is not None:
+        lines.append(
+            f"| reference (`hf`, transformers fp32) | | | | | {reference['perplexity']:.3f} | | | |"
+        )
+    return lines
+
+
+if __name__ == "__main__":
+    print("\n".join(_rows(Path(sys.argv[1]))))

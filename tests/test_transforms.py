@@ -1,0 +1,202 @@
+"""Transforms on tiny random models: head pruning is exact masking, ratio 0 is the identity, int8 KV
+error is within half a quantization step, and transforms survive a JSON round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from tinyexport.models.config import TINY, ModelConfig
+from tinyexport.models.llama import dequantize_kv, empty_kv_cache, quantize_kv
+from tinyexport.models.loading import build_model
+from tinyexport.models.transforms import (
+    Transform,
+    TransformError,
+    apply_transforms,
+    choose_heads,
+    head_importance,
+    parse_transform,
+    parse_transforms,
+    remove_heads,
+)
+from tinyexport.models.weights import hf_to_ours
+
+# 3 query heads per KV group, so pruning can leave layers with different group sizes
+G3 = dataclasses.replace(TINY, num_heads=6, num_kv_heads=2, num_layers=3)
+
+
+def _state(config: ModelConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+    from tests.tiny_models import hf_llama
+
+    return {k: v.detach().clone() for k, v in hf_to_ours(config, hf_llama(config, seed).state_dict()).items()}
+
+
+def _run(config: ModelConfig, state, tokens: torch.Tensor, split: int = 5) -> torch.Tensor:
+    """Logits of a prefill of ``tokens[:split]`` then token-by-token decode (fixed cache)."""
+    model = build_model(config, state, max_seq_len=32)
+    kv = empty_kv_cache(config, 32)
+    rows = []
+    with torch.inference_mode():
+        logits, kv = model(tokens[None, :split], torch.arange(split), kv)
+        rows.append(logits[0])
+        for p in range(split, tokens.numel()):
+            logits, kv = model(tokens[None, p : p + 1], torch.tensor([p]), kv)
+            rows.append(logits[0])
+    return torch.cat(rows)
+
+
+def _masked(config: ModelConfig, state, removed) -> dict[str, torch.Tensor]:
+    """The unpruned model with the removed heads' o_proj columns zeroed: what pruning must equal."""
+    out = dict(state)
+    hd = config.head_dim
+    for layer, heads in enumerate(removed):
+        wo = state[f"layers.{layer}.attn.wo.weight"].clone()
+        for h in heads:
+            wo[:, h * hd : (h + 1) * hd] = 0
+        out[f"layers.{layer}.attn.wo.weight"] = wo
+    return out
+
+
+TOKENS = torch.tensor([3, 17, 200, 45, 9, 77, 128, 5, 250, 31, 64, 12])
+
+
+def test_ratio_zero_is_identity() -> None:
+    state = _state(G3)
+    removed = choose_heads(G3, head_importance(G3, state, "o_proj"), 0.0)
+    assert removed == ((), (), ())
+    config, pruned = remove_heads(G3, state, removed)
+    assert config == G3
+    assert all(torch.equal(pruned[k], state[k]) for k in state)
+    assert torch.equal(_run(config, pruned, TOKENS), _run(G3, state, TOKENS))
+
+
+@pytest.mark.parametrize("removed", [((0, 4), (), (1, 2, 3, 5)), ((2, 5), (1, 3), (0, 4))])
+def test_pruned_equals_masked(removed) -> None:
+    state = _state(G3, seed=1)
+    config, pruned = remove_heads(G3, state, removed)
+    assert config.num_heads_per_layer in (None, tuple(6 - len(r) for r in removed))
+    assert [config.layer_heads(i)[0] for i in range(3)] == [6 - len(r) for r in removed]
+    assert pruned["layers.0.attn.wq.weight"].shape[0] == config.layer_heads(0)[0] * G3.head_dim
+    assert config.num_parameters() < G3.num_parameters()
+    got, want = _run(config, pruned, TOKENS), _run(G3, _masked(G3, state, removed), TOKENS)
+    assert (got - want).abs().max().item() < 1e-5
+    assert (want - _run(G3, state, TOKENS)).abs().max().item() > 1e-3  # the masking did change the model
+
+
+@pytest.mark.parametrize("criterion", ["o_proj", "activation"])
+@pytest.mark.parametrize("ratio", [0.1, 0.25, 0.5])
+def test_planned_pruning_keeps_groups_regular(criterion: str, ratio: float) -> None:
+    state = _state(G3, seed=2)
+    t = parse_transform(f"prune-heads={ratio}:{criterion}")
+    config, pruned, (planned,) = apply_transforms(G3, state, [t], calibration=TOKENS[None])
+    removed = sum(len(r) for r in planned.removed)
+    assert removed == pytest.approx(ratio * 18, abs=2)  # whole steps of one head per KV group
+    for gone in planned.removed:
+        per_group = [sum(1 for h in gone if h // 3 == g) for g in range(2)]
+        assert per_group[0] == per_group[1] < 3
+    got = _run(config, pruned, TOKENS)
+    want = _run(G3, _masked(G3, state, planned.removed), TOKENS)
+    assert (got - want).abs().max().item() < 1e-5
+
+
+def test_criteria_rank_by_their_own_measure() -> None:
+    """o_proj ranks by the weight block norm; scaling one head's block up makes it the most important."""
+    state = _state(G3, seed=3)
+    hd = G3.head_dim
+    state["layers.1.attn.wo.weight"][:, 4 * hd : 5 * hd] *= 50
+    for criterion in ("o_proj", "activation"):
+        scores = head_importance(G3, state, criterion, TOKENS[None])
+        assert int(torch.argmax(scores[1])) == 4
+        assert all(s.shape == (6,) for s in scores)
+
+
+def test_transforms_round_trip_json() -> None:
+    state = _state(G3)
+    ts = parse_transforms(["prune-heads=0.25:activation"], kv_cache="int8")
+    config, _, planned = apply_transforms(G3, state, ts, calibration=TOKENS[None])
+    back = tuple(Transform.from_json(t.to_json(G3)) for t in planned)
+    assert back == planned
+    config2, _, _ = apply_transforms(G3, _state(G3), back)  # no calibration needed: the plan is recorded
+    assert config2 == config
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    assert config.kv_cache_dtype == "int8"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "prune-heads=0",
+        "prune-heads=1",
+        "prune-heads=-0.2",
+        "prune-heads=abc",
+        "prune-heads=0.2:magic",
+        "kv-cache=int4",
+        "sparsify=0.5",
+        "prune-heads",
+    ],
+)
+def test_bad_transforms_refused(text: str) -> None:
+    with pytest.raises(TransformError):
+        parse_transform(text)
+
+
+def test_ratio_that_empties_a_group_refused() -> None:
+    state = _state(TINY)  # 2 heads per KV group: at most half can go
+    with pytest.raises(TransformError, match="no head"):
+        apply_transforms(TINY, state, [parse_transform("prune-heads=0.6")])
+    config, _, _ = apply_transforms(TINY, state, [parse_transform("prune-heads=0.5")])
+    assert (config.num_heads, config.num_kv_heads, config.num_heads_per_layer) == (2, 2, None)  # uniform: collapsed
+
+
+def test_per_layer_config_validated() -> None:
+    with pytest.raises(ValueError, match="multiples"):
+        dataclasses.replace(G3, num_heads_per_layer=(6, 5, 6), num_kv_heads_per_layer=(2, 2, 2))
+    with pytest.raises(ValueError, match="num_layers"):
+        dataclasses.replace(G3, num_heads_per_layer=(6, 4), num_kv_heads_per_layer=(2, 2))
+    with pytest.raises(ValueError, match="maxima"):
+        dataclasses.replace(G3, num_heads_per_layer=(4, 4, 2), num_kv_heads_per_layer=(2, 2, 2))
+    pruned = G3.with_layer_heads((6, 4, 2), (2, 2, 2))
+    with pytest.raises(ValueError, match="per-layer head counts"):
+        pruned.to_hf_dict()
+
+
+def test_int8_quantization_error_within_half_a_step() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 7, 16, generator=gen) * torch.logspace(-3, 2, 7)[None, None, :, None]
+    x[0, 0, 0] = 0.0  # an all-zero row quantizes to zeros
+    q, scale = quantize_kv(x)
+    assert q.dtype == torch.int8 and scale.shape == (2, 3, 7, 1)
+    assert torch.equal(scale, x.abs().amax(-1, keepdim=True).clamp(min=1e-8) / 127)
+    err = (x - dequantize_kv(q, scale)).abs()
+    assert bool((err <= scale / 2 * (1 + 1e-5)).all())
+    assert torch.equal(dequantize_kv(q, scale)[0, 0, 0], torch.zeros(16))
+    assert int(q.abs().amax()) == 127  # the largest element of each row maps to +-127
+
+
+def test_int8_kv_model_matches_prefill_and_decode() -> None:
+    """The int8 cache is written then read: a prefill of all tokens and token-by-token decoding see
+    the same quantized keys, so they agree to float rounding; and stay near the fp32 model."""
+    state = _state(TINY)
+    int8 = dataclasses.replace(TINY, kv_cache_dtype="int8")
+    by_decode = _run(int8, state, TOKENS, split=1)
+    model = build_model(int8, state, max_seq_len=32)
+    with torch.inference_mode():
+        all_at_once, kv = model(TOKENS[None], torch.arange(TOKENS.numel()), empty_kv_cache(int8, 32))
+    assert kv[0][0].dtype == torch.int8 and kv[0][2].shape == (1, 2, 32, 1)
+    assert (by_decode - all_at_once[0]).abs().max().item() < 1e-5
+    fp32 = _run(TINY, state, TOKENS, split=1)
+    diff = (by_decode - fp32).abs().max().item()
+    assert 0 < diff < 0.05 * fp32.abs().max().item()
+
+
+def test_mixed_precision_bf16() -> None:
+    state = _state(TINY)
+    config, mixed, _ = apply_transforms(TINY, state, [parse_transform("mixed-precision=bf16")])
+    assert mixed["layers.0.mlp.w_up.weight"].dtype == torch.bfloat16
+    assert mixed["tok_embeddings.weight"].dtype == torch.float32
+    got, want = _run(config, mixed, TOKENS), _run(TINY, state, TOKENS)
+    assert got.dtype == torch.float32
+    diff = (got - want).abs().max().item()
+    assert 0 < diff < 0.05 * want.abs().max().item()
