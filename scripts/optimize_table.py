@@ -35,9 +35,7 @@ def _rows(directory: Path) -> list[str]:
             f"| {row['kl_mean']:.4f} | {row['top1_agreement']:.3f} |"
         )
     if reference is not None:
-        lines.append(
-            f"| reference (`hf`, transformers fp32) | | | | | {reference['perplexity']:.3f} | | | |"
-        )
+        lines.append(f"| reference (`hf`, transformers fp32) | | | | | {reference['perplexity']:.3f} | | | |")
     return lines
 
 

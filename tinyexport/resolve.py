@@ -263,7 +263,9 @@ def resolve(
         planned = next(iter(recorded.values())) if arts else planned
         if planned:
             reference = Candidate("torch", transforms=planned)
-    chosen = attentions or (() if arts and not (transforms and not transformed_reference) else tuple(default_attentions))
+    chosen = attentions or (
+        () if arts and not (transforms and not transformed_reference) else tuple(default_attentions)
+    )
     candidates = [Candidate("torch", a, flash_block_size, transforms=planned) for a in dict.fromkeys(chosen)]
     candidates += [Candidate("artefact", artefact=a) for a in arts]
     return Inputs(ckpt, tokenizer, arts, tuple(candidates), reference)
