@@ -10,14 +10,15 @@ A transform is named by the user as ``name=value[:option]`` (``--transform prune
 Re-applying a recorded transform (from a manifest) to the source checkpoint therefore gives the very
 same model without the calibration data. Transforms:
 
-``prune-heads=R[:o_proj|activation]``
+``prune-heads=R[:o_proj|activation][:global]``
     Physically remove a fraction R (0 < R < 1) of the query heads. Heads are removed inside their KV
     group, the same number from every group of a layer, so each layer stays regular GQA (its own
     group size) and no KV head is lost. Importance per query head: ``o_proj`` (default) the L2 norm of
     the head's column block in o_proj; ``activation`` the mean L2 norm of the head's contribution to the
-    residual stream (its o_proj block times its attention output) on calibration tokens. Layers get
-    "one more head removed per group" in the order of the summed importance of the heads that step
-    removes, lowest first, until R of all heads are gone; each group keeps at least one head.
+    residual stream (its o_proj block times its attention output) on calibration tokens. Scores are
+    divided by their layer's mean (Michel et al. 2019 normalise per layer too) unless ``:global`` keeps
+    them raw. Layers get "one more head removed per group" in the order of the summed importance of the
+    heads that step removes, lowest first, until R of all heads are gone; each group keeps one head.
 ``kv-cache=int8``
     K/V stored as int8 with one fp32 scale per token and KV head (``models.llama.quantize_kv``).
 ``mixed-precision=bf16``
@@ -42,7 +43,8 @@ PRUNE_HEADS = "prune-heads"
 KV_CACHE = "kv-cache"
 MIXED_PRECISION = "mixed-precision"
 PRUNE_CRITERIA = ("o_proj", "activation")
-TRANSFORM_SYNTAX = "prune-heads=R[:o_proj|activation], kv-cache=int8, mixed-precision=bf16"
+PRUNE_ALLOCATIONS = ("layer", "global")  # scores normalised per layer (default) or compared raw
+TRANSFORM_SYNTAX = "prune-heads=R[:o_proj|activation][:global], kv-cache=int8, mixed-precision=bf16"
 CALIBRATION_TOKENS = 512  # tokens of calibration text the activation criterion reads by default
 
 
@@ -69,7 +71,8 @@ class Transform:
     def label(self) -> str:
         """The CLI spelling: ``prune-heads=0.25:activation``."""
         if self.name == PRUNE_HEADS:
-            return f"{PRUNE_HEADS}={self.param('ratio'):g}:{self.param('criterion')}"
+            allocation = "" if self.param("allocation", "layer") == "layer" else f":{self.param('allocation')}"
+            return f"{PRUNE_HEADS}={self.param('ratio'):g}:{self.param('criterion')}{allocation}"
         return f"{self.name}={self.param('value')}"
 
     def to_json(self, config_before: ModelConfig | None = None) -> dict[str, Any]:
@@ -106,12 +109,14 @@ def parse_transform(text: str) -> Transform:
         raise TransformError(f"--transform {text!r} needs a value; use one of: {TRANSFORM_SYNTAX}")
     value = value.strip()
     if name == PRUNE_HEADS:
-        ratio_text, _, criterion = value.partition(":")
+        ratio_text, _, rest = value.partition(":")
+        criterion, _, allocation = rest.partition(":")
         try:
             ratio = float(ratio_text)
         except ValueError:
             raise TransformError(f"--transform {text!r}: ratio {ratio_text!r} is not a number, e.g. 0.25") from None
-        transform = Transform(PRUNE_HEADS, (("criterion", criterion or "o_proj"), ("ratio", ratio)))
+        params = (("allocation", allocation or "layer"), ("criterion", criterion or "o_proj"), ("ratio", ratio))
+        transform = Transform(PRUNE_HEADS, params)
     elif name in (KV_CACHE, MIXED_PRECISION):
         transform = Transform(name, (("value", value),))
     else:
@@ -128,6 +133,10 @@ def check_transform(t: Transform) -> None:
         if criterion not in PRUNE_CRITERIA:
             raise TransformError(
                 f"prune-heads criterion {criterion!r} is unknown; choose one of {', '.join(PRUNE_CRITERIA)}"
+            )
+        if t.param("allocation", "layer") not in PRUNE_ALLOCATIONS:
+            raise TransformError(
+                f"prune-heads allocation {t.param('allocation')!r} is unknown; choose one of {', '.join(PRUNE_ALLOCATIONS)}"
             )
     elif t.name == KV_CACHE:
         if t.param("value") != "int8":
@@ -292,7 +301,10 @@ def _activation_importance(config: ModelConfig, state: Mapping[str, Any], calibr
 
 def plan_prune_heads(config: ModelConfig, state: Mapping[str, Any], t: Transform, calibration: Any = None) -> Transform:
     """Choose the heads ``prune-heads`` removes; return the transform with ``removed`` filled in."""
-    removed = choose_heads(config, head_importance(config, state, t.param("criterion"), calibration), t.param("ratio"))
+    scores = head_importance(config, state, t.param("criterion"), calibration)
+    if t.param("allocation", "layer") == "layer":
+        scores = [s / s.mean().clamp(min=1e-12) for s in scores]  # relative to the layer's heads
+    removed = choose_heads(config, scores, t.param("ratio"))
     return dataclasses.replace(t, removed=removed)
 
 

@@ -15,6 +15,7 @@ mkdir -p "$OUT"
 
 methods=(
   "baseline|"
+  "prune-heads-0.1-global|--transform prune-heads=0.1:o_proj:global"
   "prune-heads-0.1|--transform prune-heads=0.1"
   "prune-heads-0.25|--transform prune-heads=0.25"
   "prune-heads-0.5|--transform prune-heads=0.5"

@@ -132,6 +132,7 @@ def test_transforms_round_trip_json() -> None:
         "prune-heads=-0.2",
         "prune-heads=abc",
         "prune-heads=0.2:magic",
+        "prune-heads=0.2:o_proj:everywhere",
         "kv-cache=int4",
         "sparsify=0.5",
         "prune-heads",
@@ -200,3 +201,17 @@ def test_mixed_precision_bf16() -> None:
     assert got.dtype == torch.float32
     diff = (got - want).abs().max().item()
     assert 0 < diff < 0.05 * want.abs().max().item()
+
+
+def test_allocation_layer_normalises_scores() -> None:
+    """Layer 0's heads all 10x weaker: raw (global) scores prune layer 0 first; per-layer normalised
+    scores do not single it out."""
+    state = _state(G3, seed=5)
+    state["layers.0.attn.wo.weight"] = state["layers.0.attn.wo.weight"] * 0.1
+    _, _, (raw,) = apply_transforms(G3, state, [parse_transform("prune-heads=0.2:o_proj:global")])
+    _, _, (norm,) = apply_transforms(G3, state, [parse_transform("prune-heads=0.2:o_proj")])
+    assert len(raw.removed[0]) == 2 and raw.removed[1:] == ((), ())
+    assert norm.label == "prune-heads=0.2:o_proj" and raw.label == "prune-heads=0.2:o_proj:global"
+    scores = head_importance(G3, state, "o_proj")
+    relative = [s / s.mean() for s in scores]
+    assert norm.removed == choose_heads(G3, relative, 0.2)
