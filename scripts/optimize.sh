@@ -11,6 +11,8 @@ WINDOW=${WINDOW:-512}
 STRIDE=${STRIDE:-256}
 THREADS=${THREADS:-2}
 BENCH=(--prompt-len 64 --new-tokens 32 --warmup 1 --repeats 3 --threads "$THREADS" --no-log)
+# BENCH_ONLY="baseline kv-int8": bench only these methods (eval runs for all); empty = bench all
+BENCH_ONLY=${BENCH_ONLY:-}
 mkdir -p "$OUT"
 
 methods=(
@@ -29,6 +31,7 @@ for entry in "${methods[@]}"; do
   read -r -a args <<< "${entry#*|}"
   echo "== $slug"
   [ -s "$OUT/eval-$slug.json" ] || "$TE" eval perplexity "${args[@]}" --max-tokens "$TOKENS" --window "$WINDOW" --stride "$STRIDE" --json "$OUT/eval-$slug.json"
+  if [ -n "$BENCH_ONLY" ] && [[ " $BENCH_ONLY " != *" $slug "* ]]; then continue; fi
   [ -s "$OUT/bench-$slug.json" ] || "$TE" bench --torch=standard "${args[@]}" "${BENCH[@]}" --json "$OUT/bench-$slug.json"
 done
 
@@ -47,5 +50,5 @@ if [ "${ONNX:-0}" = 1 ]; then
     [ -s "$OUT/bench-$slug.json" ] || "$TE" bench "$art" "${BENCH[@]}" --json "$OUT/bench-$slug.json"
   done
 fi
-"$PY" scripts/optimize_table.py "$OUT" > "$OUT/table.md"
-cat "$OUT/table.md"
+"$PY" scripts/optimize_table.py "$OUT" > "$OUT/README.md"
+cat "$OUT/README.md"

@@ -39,5 +39,21 @@ def _rows(directory: Path) -> list[str]:
     return lines
 
 
+HEADER = """# `make optimize`: transforms on SmolLM2-135M (real weights)
+
+Quality: `tinyexport eval perplexity [--transform ...] --max-tokens 512 --window 512 --stride 256` (first
+512 tokens of *Macbeth*, 511 scored) against the untransformed transformers fp32 reference.
+Speed/memory/size: `tinyexport bench --torch=standard [--transform ...] --prompt-len 64 --new-tokens 32
+--warmup 1 --repeats 3 --threads 2` (medians; our PyTorch model, eager). Size = bytes of the weights the
+model holds after the transform (the safetensors file for the baseline); memory = peak RSS of the bench
+worker process. `n/a`: not benched (time).
+
+**Caveat**: the 2-core machine was shared with ~6 other jobs (load average 12-18) while this ran, so
+absolute speeds are several times below `make bench`'s and individual rows move by 2x between runs;
+only large differences mean anything. Perplexity, KL and top-1 are deterministic.
+"""
+
+
 if __name__ == "__main__":
+    print(HEADER)
     print("\n".join(_rows(Path(sys.argv[1]))))

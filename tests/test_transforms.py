@@ -210,7 +210,8 @@ def test_allocation_layer_normalises_scores() -> None:
     state["layers.0.attn.wo.weight"] = state["layers.0.attn.wo.weight"] * 0.1
     _, _, (raw,) = apply_transforms(G3, state, [parse_transform("prune-heads=0.2:o_proj:global")])
     _, _, (norm,) = apply_transforms(G3, state, [parse_transform("prune-heads=0.2:o_proj")])
-    assert len(raw.removed[0]) == 2 and raw.removed[1:] == ((), ())
+    assert len(raw.removed[0]) == 4 and raw.removed[1:] == ((), ())  # 0.2 * 18 -> 4 heads, all in layer 0
+    assert norm.removed != raw.removed
     assert norm.label == "prune-heads=0.2:o_proj" and raw.label == "prune-heads=0.2:o_proj:global"
     scores = head_importance(G3, state, "o_proj")
     relative = [s / s.mean() for s in scores]
