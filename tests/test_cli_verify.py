@@ -103,8 +103,8 @@ def test_corrupt_safetensors(tmp_path, tiny_hf_dir):
     (d / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
     assert_bad_input(
         run_cli("verify", "--checkpoint", str(d), "--prompt-tokens", "4", cache=tmp_path),
-        "cannot read weights file",
-        "model.safetensors",
+        "model.safetensors is not a valid safetensors file",
+        "header is not JSON",
     )
 
 

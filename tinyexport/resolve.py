@@ -188,13 +188,13 @@ class Inputs:
             limit = self.checkpoint.config.max_position_embeddings
             if needed > limit:
                 raise UserError(
-                    f"{what} needs {needed} tokens, more than max_position_embeddings ({limit}) "
+                    f"{what} needs {needed} tokens, which exceeds the max_position_embeddings ({limit}) "
                     f"of {self.checkpoint.name}; {fix.format(limit=limit)}"
                 )
         for art in self.artefacts:
             if needed > art.kv_cache_max_len:
                 raise UserError(
-                    f"{what} needs {needed} tokens, more than the KV cache of {art.name} "
+                    f"{what} needs {needed} tokens, which exceeds the KV cache of {art.name} "
                     f"({art.kv_cache_max_len}); {fix.format(limit=art.kv_cache_max_len)}"
                 )
 
