@@ -31,16 +31,17 @@ DUS_WRITER = KVWriter("dynamic_update_slice", _write_dynamic_update_slice, grows
 class SignatureModule(nn.Module):
     """One signature: flat named inputs -> {"logits", "kv_cache_k_0", ...} (outputs named as inputs)."""
 
-    def __init__(self, model: Llama, logits: LogitsPositions) -> None:
+    def __init__(self, model: Llama, logits: LogitsPositions, span: int | None = None) -> None:
         super().__init__()
         self.model = model
         self.logits = logits
+        self.span = span  # attend to cache slots [0, span) only (a static slice); None: every slot
         self.names = cache_names(model.config.num_layers)
         self.eval()
 
     def forward(self, tokens: Tensor, input_pos: Tensor, **caches: Tensor) -> dict[str, Tensor]:
         kv = [(caches[k], caches[v]) for k, v in zip(self.names[::2], self.names[1::2])]
-        logits, new_kv = self.model(tokens, input_pos, kv, logits=self.logits)
+        logits, new_kv = self.model(tokens, input_pos, kv, logits=self.logits, attend_len=self.span)
         out = {LOGITS: logits}
         for (k_name, v_name), (k, v) in zip(zip(self.names[::2], self.names[1::2]), new_kv):
             out[k_name], out[v_name] = k, v

@@ -193,7 +193,7 @@ class Attention(nn.Module):
         k_cache = self.kv_writer.write(cache[0], k, input_pos)  # (B, n_kv, S, hd)
         v_cache = self.kv_writer.write(cache[1], v, input_pos)
         k_seen, v_seen = k_cache, v_cache
-        if attend_len is not None:  # eager-only shortcut: skip the unfilled tail of a fixed cache
+        if attend_len is not None:  # a static span: skip the unfilled tail of a fixed cache (eager; TFLite spans)
             k_seen, v_seen = k_cache[:, :, :attend_len], v_cache[:, :, :attend_len]
         q = q.reshape(b, self.n_kv, self.group * t, self.hd)  # (B, n_kv, g*T, hd): heads of one KV head
         out = self.attend(q, k_seen, v_seen, mask, self.scale)  # (B, n_kv, g*T, hd)
