@@ -15,6 +15,7 @@ the in-place/copy and span/no-span paths must agree).
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 
@@ -79,6 +80,8 @@ def main() -> None:
     print(f"{'variant':<14}{'fill':>6}{'ms/token (median)':>20}{'min':>8}{'max |dlogits|':>16}")
     for (label, fill), values in sorted(times.items(), key=lambda kv: (kv[0][1], list(runners).index(kv[0][0]))):
         print(f"{label:<14}{fill:>6}{statistics.median(values):>20.2f}{min(values):>8.2f}{diffs[(label, fill)]:>16.2e}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process (all variants together): {peak:.0f} MiB")
 
 
 if __name__ == "__main__":
