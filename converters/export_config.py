@@ -25,6 +25,9 @@ class ExportConfig:
     flash_block_size: int = 128
     prefill_logits: str = "last"  # "last": logits of the last prompt position only; "all": every position
     opset: int | None = None  # ONNX only: the graph's opset (None: the converter's default)
+    # TFLite only: extra attention spans (< kv_cache_max_len): decode_s{W} / prefill_{N}_s{W} signatures
+    # that read only cache slots [0, W); the runner picks the smallest span that holds the call.
+    decode_spans: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -60,10 +63,20 @@ class ExportConfig:
             from .onnx_quantize import check_opset
 
             check_opset(self.recipe, self.opset)
+        if self.decode_spans:
+            if self.format != "tflite":
+                raise ValueError(f"--decode-spans applies to --format tflite only (got --format {self.format})")
+            bad = [w for w in self.decode_spans if not isinstance(w, int) or not 0 < w < self.kv_cache_max_len]
+            if bad or len(set(self.decode_spans)) != len(self.decode_spans):
+                raise ValueError(
+                    f"--decode-spans {list(self.decode_spans)}: spans must be distinct integers between 1 and "
+                    f"kv_cache_max_len - 1 ({self.kv_cache_max_len - 1}), e.g. 256,512"
+                )
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["prefill_seq_lens"] = list(self.prefill_seq_lens)
+        data["decode_spans"] = list(self.decode_spans)
         return data
 
 
@@ -79,3 +92,32 @@ def parse_seq_lens(text: str) -> tuple[int, ...]:
             f"--prefill-seq-lens {text!r} has a non-integer; pass comma-separated lengths, e.g. 8,64,128"
         ) from None
     return tuple(sorted(values))
+
+
+def parse_spans(text: str, kv_cache_max_len: int) -> tuple[int, ...]:
+    """``--decode-spans``: ``"256,512"`` -> (256, 512); ``"auto"`` -> ``default_spans``; ``"none"`` or
+    ``""`` -> (). ValueError naming the bad part."""
+    text = text.strip().lower()
+    if text == "auto":
+        return default_spans(kv_cache_max_len)
+    if text in ("", "none"):
+        return ()
+    try:
+        return tuple(sorted(int(p) for p in text.split(",") if p.strip()))
+    except ValueError:
+        raise ValueError(
+            f"--decode-spans {text!r} is not a list of integers; pass e.g. 256,512, auto or none"
+        ) from None
+
+
+def default_spans(kv_cache_max_len: int) -> tuple[int, ...]:
+    """The spans ``auto`` gives: 256, 512, ... below the cache length (none for caches of <= 256 slots).
+
+    Each span adds signatures (conversion time, a few KB of graph each; the weights are shared) and
+    saves reading ``S - W`` cache slots per step while the fill is below ``W`` (docs/performance.md).
+    """
+    spans, span = [], 256
+    while span < kv_cache_max_len:
+        spans.append(span)
+        span *= 2
+    return tuple(spans)

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from tinyexport.formats.tflite_io import DECODE, prefill_signature
+from tinyexport.formats.tflite_io import decode_signature, prefill_signature, signature_names
 
 from .export_config import ExportConfig
 from .tflite_file import constant_bytes_by_type
@@ -55,7 +55,11 @@ def convert(
     return {
         "signatures": describe_signatures(target),
         "weight_bytes": sum(stored.values()),
-        "tflite": {"constant_bytes_by_type": stored, "convert_options": dict(CONVERT_OPTIONS)},
+        "tflite": {
+            "constant_bytes_by_type": stored,
+            "convert_options": dict(CONVERT_OPTIONS),
+            "attention_spans": [*sorted(export.decode_spans), export.kv_cache_max_len],
+        },
     }
 
 
@@ -76,14 +80,19 @@ def _write_float_model(checkpoint: Any, export: ExportConfig, path: Path, progre
         kv_writer=DUS_WRITER,
     )
     converter = litert_torch.Converter()
-    for length in sorted(export.prefill_seq_lens):
+    for span in [*sorted(export.decode_spans), None]:  # the spans, then the whole cache
+        for length in sorted(n for n in export.prefill_seq_lens if span is None or n <= span):
+            converter.signature(
+                prefill_signature(length, span),
+                SignatureModule(model, export.prefill_logits, span),
+                sample_kwargs=sample_inputs(config, length, cache_len),
+            )
         converter.signature(
-            prefill_signature(length),
-            SignatureModule(model, export.prefill_logits),
-            sample_kwargs=sample_inputs(config, length, cache_len),
+            decode_signature(span),
+            SignatureModule(model, "all", span),
+            sample_kwargs=sample_inputs(config, 1, cache_len),
         )
-    converter.signature(DECODE, SignatureModule(model, "all"), sample_kwargs=sample_inputs(config, 1, cache_len))
-    names = [prefill_signature(n) for n in sorted(export.prefill_seq_lens)] + [DECODE]
+    names = signature_names(export.prefill_seq_lens, export.decode_spans)
     progress(f"tracing and lowering {len(names)} signatures: {', '.join(names)} (litert-torch)")
     edge_model = converter.convert(**CONVERT_OPTIONS)
     del converter

@@ -31,7 +31,7 @@ DUS_WRITER = KVWriter("dynamic_update_slice", _write_dynamic_update_slice, grows
 class SignatureModule(nn.Module):
     """One signature: flat named inputs -> {"logits", "kv_cache_k_0", ...} (outputs named as inputs)."""
 
-    def __init__(self, model: Llama, logits: LogitsPositions) -> None:
+    def __init__(self, model: Llama, logits: LogitsPositions, span: int | None = None) -> None:
         super().__init__()
         self.model = model
         self.logits = logits
@@ -39,11 +39,12 @@ class SignatureModule(nn.Module):
         names = cache_names(config.num_layers, config.kv_cache_dtype == "int8")
         per_layer = len(names) // config.num_layers  # (k, v) or (k, v, k_scale, v_scale)
         self.layer_names = [names[i : i + per_layer] for i in range(0, len(names), per_layer)]
+        self.span = span  # attend to cache slots [0, span) only (a static slice); None: every slot
         self.eval()
 
     def forward(self, tokens: Tensor, input_pos: Tensor, **caches: Tensor) -> dict[str, Tensor]:
         kv = [tuple(caches[n] for n in names) for names in self.layer_names]
-        logits, new_kv = self.model(tokens, input_pos, kv, logits=self.logits)
+        logits, new_kv = self.model(tokens, input_pos, kv, logits=self.logits, attend_len=self.span)
         out = {LOGITS: logits}
         for names, layer_cache in zip(self.layer_names, new_kv):
             out.update(zip(names, layer_cache))

@@ -143,6 +143,13 @@ def make_attend_flash(block_size: int = 128) -> AttentionFn:
     (B, n_kv, block, block) instead of (B, n_kv, R, S). Key tile 0 always holds position 0, which
     every query may see, so the running max is finite after the first tile and fully masked later
     tiles contribute exactly zero.
+
+    Eager (not under ``torch.export``), the softmax tile is updated in place and each finished output
+    tile is written over the query rows it came from (those rows are never read again), so the call
+    allocates nothing of full size: its peak is a few tiles (``scripts/attention_peak_memory.py``).
+    ``q`` is then returned holding the output; callers pass a temporary (``Attention`` does). When
+    ``q`` cannot take the output (another dtype, not contiguous, needs grad) or while exporting, the
+    tiles are concatenated instead (export graphs have no in-place ops).
     """
     if block_size <= 0:
         raise ValueError(f"flash block_size must be positive, got {block_size}")
@@ -150,9 +157,16 @@ def make_attend_flash(block_size: int = 128) -> AttentionFn:
     def attend_flash(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float) -> Tensor:
         rows, keys = q.shape[-2], k.shape[-2]
         neg = torch.finfo(torch.float32).min
+        in_place = (
+            not (torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing())
+            and not q.requires_grad
+            and q.is_contiguous()
+            and q.dtype == torch.float32
+            and q.shape[-1] == v.shape[-1]
+        )
         out_tiles = []
         for r0 in range(0, rows, block_size):
-            q_tile = q[..., r0 : r0 + block_size, :].float() * scale  # (B, n_kv, br, hd)
+            q_tile = q[..., r0 : r0 + block_size, :].float() * scale  # (B, n_kv, br, hd): a tile-sized copy
             m = torch.full(q_tile.shape[:-1] + (1,), -math.inf, dtype=torch.float32, device=q.device)
             denom = torch.zeros_like(m)
             acc = torch.zeros(q_tile.shape, dtype=torch.float32, device=q.device)
@@ -160,14 +174,28 @@ def make_attend_flash(block_size: int = 128) -> AttentionFn:
                 k_tile = k[..., s0 : s0 + block_size, :].float()
                 v_tile = v[..., s0 : s0 + block_size, :].float()
                 s = torch.matmul(q_tile, k_tile.transpose(-1, -2))  # (B, n_kv, br, bk)
-                s = s.masked_fill(~mask[..., r0 : r0 + block_size, s0 : s0 + block_size], neg)
-                m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
-                p = torch.exp(s - m_new)
-                alpha = torch.exp(m - m_new)
-                denom = denom * alpha + p.sum(dim=-1, keepdim=True)
-                acc = acc * alpha + torch.matmul(p, v_tile)
+                visible = mask[..., r0 : r0 + block_size, s0 : s0 + block_size]
+                if in_place:
+                    s.masked_fill_(~visible, neg)
+                    m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
+                    p = s.sub_(m_new).exp_()  # the score tile becomes the probability tile
+                    alpha = m.sub_(m_new).exp_()
+                    denom.mul_(alpha).add_(p.sum(dim=-1, keepdim=True))
+                    acc.mul_(alpha).add_(torch.matmul(p, v_tile))
+                else:
+                    s = s.masked_fill(~visible, neg)
+                    m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
+                    p = torch.exp(s - m_new)
+                    alpha = torch.exp(m - m_new)
+                    denom = denom * alpha + p.sum(dim=-1, keepdim=True)
+                    acc = acc * alpha + torch.matmul(p, v_tile)
                 m = m_new
-            out_tiles.append((acc / denom).to(q.dtype))
+            if in_place:
+                q[..., r0 : r0 + block_size, :] = acc.div_(denom)
+            else:
+                out_tiles.append((acc / denom).to(q.dtype))
+        if in_place:
+            return q
         return torch.cat(out_tiles, dim=-2) if len(out_tiles) > 1 else out_tiles[0]
 
     return attend_flash
@@ -218,7 +246,7 @@ class Attention(nn.Module):
             new = (new[0], new[2], new[1], new[3])  # (k, v, k_scale, v_scale): int8 (B, n_kv, T, hd), fp32 (.., 1)
         stored = tuple(self.kv_writer.write(c, n, input_pos) for c, n in zip(cache, new))  # (B, n_kv, S, ..)
         seen = stored
-        if attend_len is not None:  # eager-only shortcut: skip the unfilled tail of a fixed cache
+        if attend_len is not None:  # a static span: skip the unfilled tail of a fixed cache (eager; TFLite spans)
             seen = tuple(c[:, :, :attend_len] for c in stored)
         if self.kv_int8:
             k_seen, v_seen = dequantize_kv(seen[0], seen[2]), dequantize_kv(seen[1], seen[3])

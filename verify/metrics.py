@@ -13,9 +13,10 @@ ROW_CHUNK = 128  # rows per float64 log-softmax (bounds temporaries to ROW_CHUNK
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise log-softmax in float64."""
-    x = np.asarray(logits, dtype=np.float64)
-    x = x - x.max(axis=-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+    x = np.array(logits, dtype=np.float64)  # always a copy of our own: updated in place below
+    x -= x.max(axis=-1, keepdims=True)
+    x -= np.log(np.exp(x).sum(axis=-1, keepdims=True))
+    return x
 
 
 def kl_from_logprobs(lp: np.ndarray, lq: np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ from tinyexport.atomic import atomic_directory, write_json_atomic
 from tinyexport.errors import OperationError, UserError
 from tinyexport.hashing import record_files, verify_files
 
-from .metrics import ROW_CHUNK, kl_from_logprobs, log_softmax, nll_of
+from .metrics import ROW_CHUNK, log_softmax, nll_of
 
 STORE_VERSION = 1
 STORE_DIR = "eval-reference"
@@ -57,13 +57,32 @@ class Precision:
 
     def encode(self, logprobs: np.ndarray) -> np.ndarray:
         if self.name == "fixed16":
-            return np.minimum(np.rint(-logprobs / FIXED16_STEP), FIXED16_MAX).astype(np.uint16)
+            scaled = np.multiply(logprobs, -1.0 / FIXED16_STEP)  # exact: the step is a power of two
+            np.rint(scaled, out=scaled)
+            np.minimum(scaled, FIXED16_MAX, out=scaled)
+            return scaled.astype(np.uint16)
         return logprobs.astype(np.float32)
 
     def decode(self, stored: np.ndarray) -> np.ndarray:
         """Stored rows -> renormalised float64 log-probs."""
-        raw = -stored.astype(np.float64) * FIXED16_STEP if self.name == "fixed16" else stored.astype(np.float64)
-        return log_softmax(raw)
+        return log_softmax(self._raw(stored))
+
+    def decode_with_probs(self, stored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(``decode(stored)``, its probabilities) from one exp pass, in place on one float64 copy:
+        the writer's resolution check needs both (docs/performance.md: it was 71% of the store's
+        per-token cost with a second softmax)."""
+        logprobs = self._raw(stored)
+        logprobs -= logprobs.max(axis=-1, keepdims=True)
+        probs = np.exp(logprobs)
+        total = probs.sum(axis=-1, keepdims=True)
+        probs /= total
+        logprobs -= np.log(total)
+        return logprobs, probs
+
+    def _raw(self, stored: np.ndarray) -> np.ndarray:
+        if self.name == "fixed16":
+            return np.multiply(stored, -FIXED16_STEP, dtype=np.float64)  # one pass: cast and scale
+        return stored.astype(np.float64)
 
 
 PRECISIONS: dict[str, Precision] = {
@@ -207,8 +226,9 @@ class ReferenceWriter:
             exact = log_softmax(logits[start:stop])
             stored = self.precision.encode(exact)
             self._file.write(np.ascontiguousarray(stored).tobytes())
-            approx = self.precision.decode(stored)
-            self.resolution[rows] = kl_from_logprobs(approx, exact)
+            approx, probs = self.precision.decode_with_probs(stored)
+            approx -= exact
+            self.resolution[rows] = np.maximum(np.einsum("ij,ij->i", probs, approx), 0.0)  # KL(P' || P)
             self.top1[rows] = np.argmax(logits[start:stop], axis=-1)
             self.nll[rows] = nll_of(exact, targets[start:stop])
         self.filled += n

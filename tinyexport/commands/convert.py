@@ -54,6 +54,13 @@ from .options import checkpoint_options, parse_transform_options, transform_opti
     show_default=True,
     help="KV-cache capacity in tokens (TFLite: fixed cache length).",
 )
+@click.option(
+    "--decode-spans",
+    default="none",
+    show_default=True,
+    help="TFLite: extra decode/prefill signatures attending only to the first W cache slots "
+    "(e.g. 256,512; 'auto': 256, 512, ... below the cache length). See docs/performance.md.",
+)
 @click.option("--attention", type=click.Choice(ATTENTION_IMPLS), default="standard", show_default=True)
 @click.option("--flash-block-size", type=int, default=128, show_default=True)
 @click.option(
@@ -94,6 +101,7 @@ def convert(
     kv_cache: str | None,
     prefill_seq_lens: str,
     kv_cache_max_len: int,
+    decode_spans: str,
     attention: str,
     flash_block_size: int,
     prefill_logits: str,
@@ -107,7 +115,7 @@ def convert(
     The directory is built in a temporary sibling and renamed into place when complete, so an
     interrupted conversion never leaves a partial artefact behind.
     """
-    from tinyexport.converters.export_config import ExportConfig, parse_seq_lens
+    from tinyexport.converters.export_config import ExportConfig, parse_seq_lens, parse_spans
     from tinyexport.errors import UserError
 
     try:
@@ -120,6 +128,7 @@ def convert(
             flash_block_size=flash_block_size,
             prefill_logits=prefill_logits,
             opset=opset,
+            decode_spans=parse_spans(decode_spans, kv_cache_max_len),
         )
     except ValueError as err:
         raise UserError(str(err)) from None

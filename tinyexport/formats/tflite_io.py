@@ -11,6 +11,11 @@ kv_cache_max_len. Outputs carry the input names, so a caller feeds them straight
 layer i's KV head count (``ModelConfig.layer_heads``). An int8 KV cache (``kv_cache_dtype="int8"``)
 stores k/v as int8 and adds per layer ``kv_cache_k_scale_{i}`` / ``kv_cache_v_scale_{i}`` float32
 [1, n_kv_i, S, 1], inputs and outputs alike.
+
+Attention spans (optional, ``--decode-spans``): ``decode_s{W}`` and ``prefill_{T}_s{W}`` take and
+return the same full ``S``-slot caches but attend only to slots ``[0, W)``, so a call whose last
+position is below ``W`` reads ``W`` slots instead of ``S``. A signature without a suffix spans all
+``S`` slots. The weights are shared by every signature (stored once).
 """
 
 from __future__ import annotations
@@ -22,15 +27,35 @@ DECODE = "decode"
 PREFILL_PREFIX = "prefill_"
 
 
-def prefill_signature(length: int) -> str:
-    return f"{PREFILL_PREFIX}{length}"
+SPAN_SEPARATOR = "_s"
+
+
+def prefill_signature(length: int, span: int | None = None) -> str:
+    return f"{PREFILL_PREFIX}{length}" + (f"{SPAN_SEPARATOR}{span}" if span is not None else "")
+
+
+def decode_signature(span: int | None = None) -> str:
+    return DECODE + (f"{SPAN_SEPARATOR}{span}" if span is not None else "")
+
+
+def parse_signature(signature: str) -> tuple[int, int | None] | None:
+    """``"decode"`` -> (1, None), ``"prefill_64_s256"`` -> (64, 256): (tokens per call, attention
+    span or None for the whole cache); None for a name that is not ours."""
+    base, _, span_text = signature.partition(SPAN_SEPARATOR)
+    if span_text and not span_text.isdigit():
+        return None
+    span = int(span_text) if span_text else None
+    if base == DECODE:
+        return 1, span
+    if base.startswith(PREFILL_PREFIX) and base[len(PREFILL_PREFIX) :].isdigit():
+        return int(base[len(PREFILL_PREFIX) :]), span
+    return None
 
 
 def prefill_length(signature: str) -> int | None:
-    """``"prefill_64"`` -> 64; None for any other name."""
-    if signature.startswith(PREFILL_PREFIX) and signature[len(PREFILL_PREFIX) :].isdigit():
-        return int(signature[len(PREFILL_PREFIX) :])
-    return None
+    """``"prefill_64"`` (or ``"prefill_64_s256"``) -> 64; None for any other name."""
+    parsed = parse_signature(signature)
+    return parsed[0] if parsed and signature.startswith(PREFILL_PREFIX) else None
 
 
 def cache_names(num_layers: int, int8: bool = False) -> list[str]:
@@ -55,5 +80,13 @@ def cache_specs(config) -> dict[str, tuple[tuple[int, ...], str]]:
     return specs
 
 
-def signature_names(prefill_seq_lens: tuple[int, ...] | list[int]) -> list[str]:
-    return [prefill_signature(n) for n in sorted(prefill_seq_lens)] + [DECODE]
+def signature_names(
+    prefill_seq_lens: tuple[int, ...] | list[int], spans: tuple[int, ...] | list[int] = ()
+) -> list[str]:
+    """Every signature of a file: for each span (ascending, then the whole cache) the prefill lengths
+    that fit in it, then decode."""
+    names = []
+    for span in [*sorted(spans), None]:
+        names += [prefill_signature(n, span) for n in sorted(prefill_seq_lens) if span is None or n <= span]
+        names.append(decode_signature(span))
+    return names

@@ -5,10 +5,15 @@ per-layer caches as inputs and returns the updated caches under the same names (
 runner keeps the caches between calls, splits prompts into chunks over the signatures
 (``tflite_chunks``) and refuses to run past the cache with ``CacheOverflowError``.
 
-It uses LiteRT's ``CompiledModel`` with runtime-allocated tensor buffers: two sets of cache buffers,
-one bound as the inputs and the other as the outputs of a call, swapped after it. The caches never
-pass through Python, which the ``Interpreter``'s signature runners would force (a copy in and a copy
-out of every cache tensor per token: 94 MB per decoded token for SmolLM2 with a 1024 cache).
+It uses LiteRT's ``CompiledModel`` with runtime-allocated tensor buffers. One set of cache buffers is
+bound as both the inputs and the outputs of every call: each cache input feeds only its layer's
+``DYNAMIC_UPDATE_SLICE``, whose kernel skips copying the operand into the output when the two share
+memory, so a step writes T slots instead of copying the whole cache (two buffer sets swapped per
+call made LiteRT copy every cache, 47 MB per SmolLM2 token at 1024 slots; docs/performance.md).
+The caches never pass through Python, which the ``Interpreter``'s signature runners would force.
+
+A file with attention spans (``tflite_io``) has ``decode_s{W}`` / ``prefill_{N}_s{W}`` signatures;
+each call runs the smallest span that holds every position it attends to.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from tinyexport.artefact import Artefact, ArtefactError
-from tinyexport.formats.tflite_io import DECODE, INPUT_POS, LOGITS, TOKENS, cache_specs, prefill_length
+from tinyexport.formats.tflite_io import DECODE, INPUT_POS, LOGITS, TOKENS, cache_specs, parse_signature
 from tinyexport.models.config import ModelConfig
 from tinyexport.native_logs import captured_native_stderr
 
@@ -40,6 +45,7 @@ class _Signature:
 
     name: str
     length: int  # tokens per call (1 for decode)
+    span: int  # cache slots it attends to (kv_cache_max_len for the unsuffixed signatures)
     logits_rows: int  # rows of logits it returns (length, or 1 for last-position logits)
     tokens: Any
     input_pos: Any
@@ -57,7 +63,12 @@ class TFLiteRunner:
         kv_cache_max_len: int,
         threads: int | None = None,
         name: str | None = None,
+        inplace_cache: bool = True,
+        use_spans: bool = True,
     ) -> None:
+        """``inplace_cache=False``: bind separate input and output cache buffers (the slower layout
+        before in-place updates; kept to show both give the same logits). ``use_spans=False``: run
+        only the whole-cache signatures (to compare a file with spans against itself)."""
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.config = config
@@ -66,6 +77,7 @@ class TFLiteRunner:
         self.threads = threads
         self.cache_specs = cache_specs(config)  # per layer: its own KV heads; int8 caches add scales
         self.cache_names = list(self.cache_specs)
+        self.use_spans = use_spans
         # LiteRT logs a dozen lines to fd 2 while it compiles the model and on the first buffer access
         # (which sets up its tensor-buffer environment): keep them out of the command's output.
         with captured_native_stderr() as log:
@@ -77,10 +89,15 @@ class TFLiteRunner:
         with captured_native_stderr():
             self.signatures = self._bind_signatures()
             self._cache_in = {n: self.model.create_output_buffer_by_name(DECODE, n) for n in self.cache_names}
-            self._cache_out = {n: self.model.create_output_buffer_by_name(DECODE, n) for n in self.cache_names}
+            self._cache_out = (
+                self._cache_in
+                if inplace_cache
+                else {n: self.model.create_output_buffer_by_name(DECODE, n) for n in self.cache_names}
+            )
             self.reset()
-        self.prefill_lengths = tuple(sorted(n for n in self.signatures if n > 1))
-        prefill_rows = {s.logits_rows for s in self.signatures.values() if s.name != DECODE}
+        self.prefill_lengths = tuple(sorted({length for length, _ in self.signatures if length > 1}))
+        self.spans = tuple(sorted({span for _, span in self.signatures}))
+        prefill_rows = {s.logits_rows for s in self.signatures.values() if s.length > 1}
         self.logits_positions = "all" if prefill_rows != {1} else "last"
 
     @classmethod
@@ -98,7 +115,8 @@ class TFLiteRunner:
     def _check_io(self) -> None:
         """The file must have decode + prefill_N, each with our inputs/outputs and cache shapes."""
         signatures = self.model.get_signature_list()
-        if DECODE not in signatures or not any(prefill_length(s) for s in signatures):
+        parsed = {s: parse_signature(s) for s in signatures}
+        if DECODE not in signatures or not any(p and p[0] > 1 and p[1] is None for p in parsed.values()):
             raise ArtefactError(
                 f"{self.name}: the .tflite has signatures {sorted(signatures)}; expected prefill_N "
                 "and decode (re-run `tinyexport convert`)"
@@ -127,16 +145,21 @@ class TFLiteRunner:
                     f"{self.config.vocab_size}); re-run `tinyexport convert`"
                 )
 
-    def _bind_signatures(self) -> dict[int, _Signature]:
+    def _bind_signatures(self) -> dict[tuple[int, int], _Signature]:
+        """(length, span) -> signature, span = kv_cache_max_len for the whole-cache signatures."""
         bound = {}
         for sig in self.model.get_signature_list():
-            length = 1 if sig == DECODE else prefill_length(sig)
-            if length is None or (length == 1 and sig != DECODE):
+            parsed = parse_signature(sig)
+            if parsed is None or (parsed[0] == 1 and not sig.startswith(DECODE)):
                 continue  # a prefill_1 would duplicate decode
+            length, span = parsed[0], parsed[1] or self.max_len
+            if length > span or span > self.max_len or (span < self.max_len and not self.use_spans):
+                continue  # unusable: no call of this signature fits its span
             rows = int(self.model.get_output_tensor_details(sig)[LOGITS]["shape"][1])
-            bound[length] = _Signature(
+            bound[(length, span)] = _Signature(
                 sig,
                 length,
+                span,
                 rows,
                 self.model.create_input_buffer_by_name(sig, TOKENS),
                 self.model.create_input_buffer_by_name(sig, INPUT_POS),
@@ -161,9 +184,15 @@ class TFLiteRunner:
         check_rollback(self.name, self.position, position)
         self.position = position
 
+    def _signature_for(self, chunk: Chunk) -> _Signature:
+        """The smallest span holding the chunk's last real position (padding repeats that position)."""
+        needed = chunk.start + chunk.count
+        span = min(w for length, w in self.signatures if length == chunk.length and w >= needed)
+        return self.signatures[(chunk.length, span)]
+
     def _run(self, tokens: np.ndarray, chunk: Chunk) -> np.ndarray:
         """Run one chunk; its logits rows for the real tokens: (count, V), or (1, V) if last-only."""
-        sig = self.signatures[chunk.length]
+        sig = self._signature_for(chunk)
         ids, pos = padded_inputs(tokens, chunk)
         sig.tokens.write(ids)
         sig.input_pos.write(pos)
@@ -172,7 +201,8 @@ class TFLiteRunner:
             {TOKENS: sig.tokens, INPUT_POS: sig.input_pos, **self._cache_in},
             {LOGITS: sig.logits, **self._cache_out},
         )
-        self._cache_in, self._cache_out = self._cache_out, self._cache_in
+        if self._cache_out is not self._cache_in:
+            self._cache_in, self._cache_out = self._cache_out, self._cache_in
         vocab = self.config.vocab_size
         logits = sig.logits.read(sig.logits_rows * vocab, np.float32).reshape(sig.logits_rows, vocab)
         return logits[: chunk.count] if sig.logits_rows == chunk.length else logits
@@ -183,7 +213,7 @@ class TFLiteRunner:
         if ids.min() < 0 or ids.max() >= self.config.vocab_size:
             raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), got {ids.min()}..{ids.max()}")
         rows, offset = [], 0
-        for chunk in plan_chunks(self.position, ids.size, tuple(self.signatures), self.max_len):
+        for chunk in plan_chunks(self.position, ids.size, (1, *self.prefill_lengths), self.max_len):
             rows.append(self._run(ids[offset : offset + chunk.count], chunk))
             offset += chunk.count
             self.position += chunk.count
