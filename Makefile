@@ -44,8 +44,9 @@ sshd:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null) || \
 	  echo "warning: openssh-server not installed (needs root and apt-get); the ssh bench test will skip"; }
 
+# Two workers (one per core); a test file's module fixtures stay on one worker (--dist loadfile).
 test: install lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -65,16 +65,15 @@ def test_materialised_tokenizer_is_plain_byte_level_bpe_with_transformers_ids():
 
 
 def test_stale_cache_entry_is_replaced(tmp_path):
-    from tinyexport.models.checkpoint import _MATERIALISED_MARK, _existing, _publish
+    from tinyexport.atomic import atomic_directory
+    from tinyexport.models.checkpoint import _MATERIALISED_MARK, _existing, _publication
 
     target = tmp_path / "entry"
     target.mkdir()
     (target / "config.json").write_text(json.dumps({"model_type": "llama"}))
     (target / _MATERIALISED_MARK).write_text(json.dumps({"source": "old"}))
     assert _existing(target, version=2) is None
-    fresh = tmp_path / ".tmp-entry"
-    fresh.mkdir()
-    (fresh / _MATERIALISED_MARK).write_text(json.dumps({"source": "new", "materialiser_version": 2}))
-    _publish(fresh, target, version=2)
+    with atomic_directory(target, existing=_publication(target)) as fresh:
+        (fresh / _MATERIALISED_MARK).write_text(json.dumps({"source": "new", "materialiser_version": 2}))
     assert json.loads((target / _MATERIALISED_MARK).read_text())["source"] == "new"
-    assert not fresh.exists() and [p.name for p in tmp_path.iterdir()] == ["entry"]
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == ["entry"]

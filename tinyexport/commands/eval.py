@@ -216,6 +216,8 @@ def suite(
     checkpoint: str | None,
     random_weights: bool,
     seed: int,
+    transforms: tuple[str, ...],
+    kv_cache: str | None,
     attentions: tuple[str, ...],
     flash_block_size: int,
     json_path: Path | None,
@@ -237,7 +239,8 @@ def suite(
     tasks = [parse_task_spec(s) for s in task_specs]
     for task, path in tasks:  # malformed files are refused before any model loads
         task.read(path, limit)
-    setup = prepare(artefacts, checkpoint, random_weights, seed, attentions, flash_block_size)
+    planned = parse_transform_options(transforms, kv_cache)
+    setup = prepare(artefacts, checkpoint, random_weights, seed, attentions, flash_block_size, planned)
     if not attentions:  # the trained reference is the model itself here; our model only on request
         setup = dataclasses.replace(setup, candidates=tuple(c for c in setup.candidates if c.kind != "torch"))
     report = run_suite(setup, tasks, limit, None if no_untrained else untrained_seed, cache_dir())

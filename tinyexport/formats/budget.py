@@ -44,6 +44,13 @@ MEMORY_MODEL: dict[tuple[str, str], tuple[float, float]] = {
     ("onnx", "fp16"): (1977, 4.445),
     ("onnx", "dynamic_int8"): (1539, 7.704),
     ("onnx", "int4_block32"): (1406, 8.692),
+    # GGUF: a line through two measured conversions, tiny fp32 (286 MiB, 2 layers) and SmolLM2 q8_0
+    # (2,475 MiB, 134.5 M parameters; the fp32 state dict plus gguf's numpy quantization buffers); the
+    # other GGUF recipes were not measured separately and share it.
+    ("gguf", "fp32"): (286, 16.27),
+    ("gguf", "fp16"): (286, 16.27),
+    ("gguf", "q8_0"): (286, 16.27),
+    ("gguf", "q4_0"): (286, 16.27),
 }
 
 
