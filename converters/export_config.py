@@ -94,12 +94,12 @@ def parse_seq_lens(text: str) -> tuple[int, ...]:
     return tuple(sorted(values))
 
 
-def parse_spans(text: str, kv_cache_max_len: int) -> tuple[int, ...]:
-    """``--decode-spans``: ``"256,512"`` -> (256, 512); ``"auto"`` -> ``default_spans``; ``"none"`` or
-    ``""`` -> (). ValueError naming the bad part."""
+def parse_spans(text: str, kv_cache_max_len: int, fmt: str = "tflite", recipe: str = "fp32") -> tuple[int, ...]:
+    """``--decode-spans``: ``"256,512"`` -> (256, 512); ``"auto"`` (the CLI default) -> ``default_spans``
+    for a TFLite export, () for the other formats; ``"none"`` or ``""`` -> (). ValueError naming the bad part."""
     text = text.strip().lower()
     if text == "auto":
-        return default_spans(kv_cache_max_len)
+        return default_spans(kv_cache_max_len, recipe) if fmt == "tflite" else ()
     if text in ("", "none"):
         return ()
     try:
@@ -110,12 +110,22 @@ def parse_spans(text: str, kv_cache_max_len: int) -> tuple[int, ...]:
         ) from None
 
 
-def default_spans(kv_cache_max_len: int) -> tuple[int, ...]:
-    """The spans ``auto`` gives: 256, 512, ... below the cache length (none for caches of <= 256 slots).
+# Recipes whose weights XNNPACK widens to float32 when it prepares each signature (explicit DEQUANTIZE
+# ops), and whose ai-edge-quantizer fp16 cast copies every weight per signature at conversion: each extra
+# signature would add a float copy of the weights to run (weight_only_int8) or conversion (fp16) memory,
+# so ``auto`` gives them no spans (docs/tflite.md: 1.1B weight_only_int8 held 21 GB with 4 signatures).
+NO_DEFAULT_SPANS = ("fp16", "weight_only_int8")
+
+
+def default_spans(kv_cache_max_len: int, recipe: str = "fp32") -> tuple[int, ...]:
+    """The spans ``auto`` gives: 256, 512, ... below the cache length (none for caches of <= 256 slots,
+    none for the recipes in ``NO_DEFAULT_SPANS``).
 
     Each span adds signatures (conversion time, a few KB of graph each; the weights are shared) and
     saves reading ``S - W`` cache slots per step while the fill is below ``W`` (docs/performance.md).
     """
+    if recipe in NO_DEFAULT_SPANS:
+        return ()
     spans, span = [], 256
     while span < kv_cache_max_len:
         spans.append(span)

@@ -91,6 +91,7 @@ def bundle_spec(
             "checkpoint that has one (an HF directory with tokenizer.json, a GGUF, or the default preset)"
         )
     check_tokenizer(tok_json)
+    check_signature_order(art.model_path)
     cfg = art.config
     vocab = cfg.vocab_size
     stops = tuple(
@@ -119,6 +120,36 @@ def bundle_spec(
 
     template = Tokenizer(art.path).chat_template()
     return BundleSpec(stops, start, template, art.kv_cache_max_len, sampler or SamplerDefaults())
+
+
+def check_signature_order(model_path: Path) -> None:
+    """Attention-span signatures (``prefill_{N}_s{W}``, ``decode_s{W}``) may ride along in the bundle:
+    LiteRT-LM runs ``decode`` by name and keeps, per prefill length, the *last* ``prefill*`` signature
+    in stored order (a map keyed by the ``input_pos`` length). The converter writes each length's
+    whole-cache ``prefill_{N}`` after its spans, so LiteRT-LM runs whole-cache signatures only; refuse
+    a file where a span signature would win instead (it would attend to too few slots past its span)."""
+    from .tflite_file import signature_keys
+
+    spans = span_signatures_litertlm_would_run(signature_keys(model_path))
+    if spans:
+        raise BundleError(
+            f"{model_path}: LiteRT-LM would run the attention-span signature(s) {spans} for whole prompts "
+            "(it keeps the last prefill signature of each length); re-convert with this tinyexport, or "
+            "with --decode-spans none"
+        )
+
+
+def span_signatures_litertlm_would_run(keys: list[str]) -> list[str]:
+    """Of signature ``keys`` in stored order, the span signatures LiteRT-LM would pick as its prefill
+    runner of their length (the last ``prefill*`` key of each length wins there)."""
+    from tinyexport.formats.tflite_io import parse_signature
+
+    last: dict[int, tuple[str, int | None]] = {}
+    for key in keys:
+        parsed = parse_signature(key)
+        if key.startswith("prefill") and parsed is not None:
+            last[parsed[0]] = (key, parsed[1])
+    return [key for key, span in last.values() if span is not None]
 
 
 def check_tokenizer(path: Path) -> None:
@@ -251,6 +282,7 @@ __all__ = [
     "bundle_artefact",
     "bundle_path",
     "bundle_spec",
+    "check_signature_order",
     "check_tokenizer",
     "llm_metadata_bytes",
     "write_bundle",

@@ -36,3 +36,13 @@ def constant_bytes_by_type(path: Path) -> dict[str, int]:
         for index, type_name in seen.items():
             counts[type_name] += sizes[index]
     return dict(sorted(counts.items()))
+
+
+def signature_keys(path: Path) -> list[str]:
+    """The file's SignatureDef keys in stored order (the interpreter APIs return them as an unordered
+    mapping; LiteRT-LM walks them in this order)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        model = schema.Model.GetRootAs(data, 0)
+        return [model.SignatureDefs(i).SignatureKey().decode() for i in range(model.SignatureDefsLength())]

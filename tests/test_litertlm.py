@@ -61,14 +61,16 @@ def tiny_ckpt(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_art(tiny_ckpt, tmp_path_factory):
-    """fp32 .tflite (prefill_8, prefill_32, decode; cache 96), never bundled: tests copy it."""
+    """fp32 .tflite (prefill_8, prefill_32, decode; cache 96) with one attention span of 16 slots
+    (prefill_8_s16, decode_s16, stored before the whole-cache signatures), never bundled: tests copy it.
+    The prompt and generation run past slot 16, so the bundle must use the whole-cache signatures."""
     from tinyexport.converters.export_config import ExportConfig
     from tinyexport.converters.pipeline import export_artefact
 
     target = tmp_path_factory.mktemp("art") / "tiny_f32"
     export_artefact(
         tiny_ckpt,
-        ExportConfig(format="tflite", kv_cache_max_len=CACHE, prefill_seq_lens=(8, 32)),
+        ExportConfig(format="tflite", kv_cache_max_len=CACHE, prefill_seq_lens=(8, 32), decode_spans=(16,)),
         target,
         source_ref={"spec": str(tiny_ckpt.directory)},
     )
@@ -212,3 +214,13 @@ def test_bench_runs_litertlms_own_benchmark_beside_ours(bundled, tmp_path):
     report = run_cli("report", str(out), "-o", str(tmp_path / "report"))
     assert report.code == 0, report.stderr
     assert "| tiny_f32 | LiteRT-LM |" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_the_bundle_keeps_span_signatures_only_where_litertlm_ignores_them(tiny_art):
+    from tinyexport.converters.litertlm import span_signatures_litertlm_would_run
+    from tinyexport.converters.tflite_file import signature_keys
+
+    stored = signature_keys(tiny_art / "model.tflite")
+    assert stored == ["prefill_8_s16", "decode_s16", "prefill_8", "prefill_32", "decode"]
+    assert span_signatures_litertlm_would_run(stored) == []
+    assert span_signatures_litertlm_would_run(["prefill_8", "prefill_8_s16", "decode"]) == ["prefill_8_s16"]

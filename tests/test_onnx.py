@@ -158,6 +158,28 @@ def test_prefill_then_decode_equals_full_forward(artefacts, reference):
     np.testing.assert_allclose(last.decode(int(tokens[12])), full[12], atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("recipe", ["dynamic_int8", "int4_block32"])
+def test_external_weights_give_the_logits_of_the_inline_file(artefacts, tmp_path, recipe):
+    """The artefact keeps its tensors in model.onnx.data (memory-mapped by onnxruntime, docs/performance.md);
+    the same graph saved as one inline protobuf gives bit-identical logits through the same runner."""
+    import onnxruntime as ort
+
+    from tinyexport.runners.ort_runner import ORTRunner, session_options
+
+    art = load_artefact(artefacts[(recipe, "last")])
+    data = art.path / "model.onnx.data"
+    assert data.stat().st_size > 10 * art.model_path.stat().st_size  # the weights live in the data file
+    inline = tmp_path / "inline.onnx"
+    onnx.save(onnx.load(str(art.model_path)), str(inline))  # onnx.load reads the external data back in
+    tokens = np.random.default_rng(5).integers(0, art.config.vocab_size, 20)
+    rows = []
+    for path in (art.model_path, inline):
+        session = ort.InferenceSession(str(path), session_options(1), providers=["CPUExecutionProvider"])
+        runner = ORTRunner(session, art.config, max_len=CACHE, logits_positions="last")
+        rows.append(np.stack([runner.prefill(tokens[:12])[-1], *[runner.decode(int(t)) for t in tokens[12:]]]))
+    np.testing.assert_array_equal(rows[0], rows[1])
+
+
 def test_runner_refuses_to_run_past_the_cache(artefacts):
     runner = open_artefact_runner(artefacts[("fp32", "last")], threads=1)
     runner.prefill(np.zeros(CACHE - 1, dtype=np.int64))

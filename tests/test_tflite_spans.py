@@ -5,6 +5,8 @@ smallest span; binding one cache buffer as input and output gives the same logit
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -64,6 +66,12 @@ def test_span_options_are_validated():
     assert parse_spans("512,256", 1024) == (256, 512)
     assert parse_spans("auto", 2048) == default_spans(2048) == (256, 512, 1024)
     assert parse_spans("auto", 256) == () and parse_spans("none", 1024) == ()
+    # `auto` is the CLI default: spans for TFLite only, none for the recipes that widen weights per signature
+    assert parse_spans("auto", 1024, "tflite", "dynamic_int8") == parse_spans("auto", 1024, "tflite", "int4_block32")
+    assert parse_spans("auto", 1024, "tflite", "int4_block32") == (256, 512)
+    assert parse_spans("auto", 1024, "tflite", "fp16") == parse_spans("auto", 1024, "tflite", "weight_only_int8") == ()
+    assert parse_spans("auto", 1024, "onnx", "dynamic_int8") == parse_spans("auto", 1024, "gguf", "q8_0") == ()
+    ExportConfig(format="onnx", kv_cache_max_len=1024, decode_spans=parse_spans("auto", 1024, "onnx"))
     with pytest.raises(ValueError, match="not a list of integers"):
         parse_spans("256,big", 1024)
     with pytest.raises(ValueError, match="between 1 and kv_cache_max_len - 1"):
@@ -110,6 +118,29 @@ def test_prefill_across_span_boundaries_equals_the_single_span_file_and_transfor
     got_plain, got_spans = np.concatenate(got_plain), np.concatenate(got_spans)
     np.testing.assert_allclose(got_spans, got_plain, atol=SAME_MATH_MAX_ABS, rtol=0)
     np.testing.assert_allclose(got_spans, hf, atol=tolerance_for("tflite", "fp32").max_abs, rtol=0)
+
+
+def test_verify_passes_across_every_span_boundary(arts, tmp_path):
+    """`tinyexport verify` on the span file: a 3-token prompt (prefill_4_s4) and 12 teacher-forced
+    decode steps (decode_s4, decode_s8, decode) against transformers, fp32 bounds."""
+    from .cli_helpers import run_cli
+
+    result = run_cli(
+        "verify",
+        str(arts["spans"]),
+        "--checkpoint",
+        str(arts["ckpt"].directory),
+        "--prompt-tokens",
+        "3",
+        "--max-new-tokens",
+        "12",
+        "--json",
+        str(tmp_path / "verify.json"),
+    )
+    assert result.code == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    (candidate,) = json.loads((tmp_path / "verify.json").read_text())["candidates"]
+    assert candidate["passed"] and candidate["positions"] == 3 + 11 and candidate["top1_agreement"] == 1.0
+    assert candidate["max_abs"] <= tolerance_for("tflite", "fp32").max_abs
 
 
 def test_in_place_cache_gives_the_same_logits_as_two_buffers(arts):

@@ -56,10 +56,11 @@ from .options import checkpoint_options, parse_transform_options, transform_opti
 )
 @click.option(
     "--decode-spans",
-    default="none",
+    default="auto",
     show_default=True,
-    help="TFLite: extra decode/prefill signatures attending only to the first W cache slots "
-    "(e.g. 256,512; 'auto': 256, 512, ... below the cache length). See docs/performance.md.",
+    help="TFLite: extra decode/prefill signatures attending only to the first W cache slots, weights "
+    "shared (e.g. 256,512; 'auto': 256, 512, ... below the cache length, none for fp16 and "
+    "weight_only_int8; 'none': whole-cache signatures only). See docs/performance.md.",
 )
 @click.option("--attention", type=click.Choice(ATTENTION_IMPLS), default="standard", show_default=True)
 @click.option("--flash-block-size", type=int, default=128, show_default=True)
@@ -128,7 +129,7 @@ def convert(
             flash_block_size=flash_block_size,
             prefill_logits=prefill_logits,
             opset=opset,
-            decode_spans=parse_spans(decode_spans, kv_cache_max_len),
+            decode_spans=parse_spans(decode_spans, kv_cache_max_len, fmt, recipe),
         )
     except ValueError as err:
         raise UserError(str(err)) from None
