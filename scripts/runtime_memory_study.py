@@ -24,7 +24,6 @@ import tempfile
 TFLITE_SETS = {
     "defaults": {},
     "no-weight-cache": {"weight_cache": False},
-    "release-file-pages": {"release_file_pages": True},
 }
 ORT_SETS = {
     "defaults": {},

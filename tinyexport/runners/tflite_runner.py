@@ -65,10 +65,13 @@ class TFLiteRunner:
         name: str | None = None,
         inplace_cache: bool = True,
         use_spans: bool = True,
+        weight_cache: bool = True,
     ) -> None:
         """``inplace_cache=False``: bind separate input and output cache buffers (the slower layout
         before in-place updates; kept to show both give the same logits). ``use_spans=False``: run
-        only the whole-cache signatures (to compare a file with spans against itself)."""
+        only the whole-cache signatures (to compare a file with spans against itself).
+        ``weight_cache=False``: no XNNPACK weight-cache file (each signature packs its own weights;
+        for the memory study, docs/performance.md)."""
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.config = config
@@ -81,7 +84,7 @@ class TFLiteRunner:
         # LiteRT logs a dozen lines to fd 2 while it compiles the model and on the first buffer access
         # (which sets up its tensor-buffer environment): keep them out of the command's output.
         with captured_native_stderr() as log:
-            self.model = _compile(Path(model_path), threads)
+            self.model = _compile(Path(model_path), threads, weight_cache)
         if self.model is None:
             errors = [line for line in log.text.splitlines() if "ERROR" in line] or ["unknown error"]
             raise TFLiteLoadError(f"LiteRT cannot load {model_path}: {errors[-1].strip()}")
@@ -234,7 +237,7 @@ def _environment() -> Any:
     return Environment.create()
 
 
-def _compile(model_path: Path, threads: int | None) -> Any:
+def _compile(model_path: Path, threads: int | None, weight_cache: bool = True) -> Any:
     """LiteRT CompiledModel on the CPU (XNNPACK); None if LiteRT cannot load the file.
 
     XNNPACK repacks the weights for its kernels once per delegated subgraph, i.e. per signature:
@@ -249,7 +252,8 @@ def _compile(model_path: Path, threads: int | None) -> Any:
     from ai_edge_litert.options import Options
 
     with tempfile.TemporaryDirectory(prefix="tinyexport-xnnpack-") as scratch:
-        cpu = CpuOptions(num_threads=threads or 0, xnnpack_weight_cache_path=str(Path(scratch) / "weights.xnn"))
+        cache_path = str(Path(scratch) / "weights.xnn") if weight_cache else ""
+        cpu = CpuOptions(num_threads=threads or 0, xnnpack_weight_cache_path=cache_path)
         options = Options(hardware_accelerators=HardwareAccelerator.CPU, cpu_options=cpu)
         try:
             return CompiledModel.from_file(str(model_path), environment=_environment(), options=options)
