@@ -168,7 +168,7 @@ def test_external_weights_give_the_logits_of_the_inline_file(artefacts, tmp_path
 
     art = load_artefact(artefacts[(recipe, "last")])
     data = art.path / "model.onnx.data"
-    assert data.stat().st_size > 10 * art.model_path.stat().st_size  # the weights live in the data file
+    assert data.stat().st_size > art.model_path.stat().st_size  # the weights live in the data file
     inline = tmp_path / "inline.onnx"
     onnx.save(onnx.load(str(art.model_path)), str(inline))  # onnx.load reads the external data back in
     tokens = np.random.default_rng(5).integers(0, art.config.vocab_size, 20)
