@@ -136,6 +136,9 @@ def test_fixed_cache_reads_every_slot_growing_reads_the_filled_ones():
     assert untied.weight_bytes_per_token == pytest.approx(4 * (TINYLLAMA_1_1B.num_parameters() - 32000 * 2048 + 2048))
     bound = decode_bound(growing, range(128, 192), 10.0)  # steps start at fills 128..191: 129..192 slots read
     assert bound["bound_tok_s"] == pytest.approx(10e9 / (size + 160.5 * per_slot))
+    # A fixed cache with attention spans 256 and 512 reads the smallest span holding fill + 1 slots.
+    spans = MemoryModel(SMOLLM2_135M, size, "fixed", capacity=1024, spans=(256, 512))
+    assert [spans.kv_slots_read(f) for f in (0, 255, 256, 511, 512, 1023)] == [256, 256, 512, 512, 1024, 1024]
 
 
 def test_spread_percentiles_by_hand():

@@ -68,6 +68,7 @@ class BenchCandidate:
     capacity: int  # KV-cache slots
     config: ModelConfig
     weight_bytes: int  # bytes of stored weights (a converter may report them; else the file size)
+    spans: tuple[int, ...] = ()  # TFLite attention spans below the capacity (manifest tflite.attention_spans)
 
     @property
     def cache_kind(self) -> str:
@@ -137,12 +138,14 @@ def roofline(
     candidate: BenchCandidate, measured: dict[str, Any], settings: BenchSettings, probes: dict[str, Any]
 ) -> dict[str, Any]:
     """Decode (bandwidth) and prefill (matmul peak) bounds for one candidate, and the measured fractions."""
-    memory = MemoryModel(candidate.config, candidate.weight_bytes, candidate.cache_kind, candidate.capacity)
+    memory = MemoryModel(
+        candidate.config, candidate.weight_bytes, candidate.cache_kind, candidate.capacity, spans=candidate.spans
+    )
     bandwidth, peak = probes["bandwidth_gb_s"], probes["matmul_gflops"]
     fills = range(settings.prompt_len, settings.prompt_len + settings.new_tokens - 1)
     decode = decode_bound(memory, fills, bandwidth)
     decode["fraction"] = measured["decode_tok_s"]["median"] / decode["bound_tok_s"]
-    keys = candidate.capacity if candidate.cache_kind == "fixed" else settings.prompt_len
+    keys = memory.kv_slots_read(settings.prompt_len - 1) if candidate.cache_kind == "fixed" else settings.prompt_len
     prefill = prefill_bound(candidate.config, settings.prompt_len, keys, measured["runner"]["logits_positions"], peak)
     prefill["key_len"] = keys
     prefill["fraction"] = measured["prefill_tok_s"]["median"] / prefill["bound_tok_s"]

@@ -60,6 +60,11 @@ def plan(artefacts, torch_attentions, hf, checkpoint, random_weights, seed, sett
             c.artefact.kv_cache_max_len,
             c.artefact.config,
             int(c.artefact.manifest.get("weight_bytes", c.artefact.size_bytes())),
+            tuple(
+                w
+                for w in c.artefact.manifest.get("tflite", {}).get("attention_spans", [])
+                if w < c.artefact.kv_cache_max_len
+            ),
         )
         for c in inputs.candidates
     ]

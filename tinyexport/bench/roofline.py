@@ -6,7 +6,9 @@ gathered), plus the K and V cache slots the attention actually reads:
 * ``growing`` caches (torch runner, transformers, ONNX ``past`` -> ``present``) read the filled slots,
   ``fill + 1`` per step, so decode slows down gently as the context grows;
 * a ``fixed`` cache (TFLite: one static ``kv_cache_max_len`` buffer, masked) reads all its slots every
-  step, however few are filled -- a 1024-slot cache costs the same at token 10 as at token 1000.
+  step, however few are filled -- a 1024-slot cache costs the same at token 10 as at token 1000 --
+  unless the file has attention spans (``decode_s{W}``): then a step reads the smallest span ``W`` that
+  holds ``fill + 1`` slots.
 
 The bound counts only these compulsory reads (no activations, no copies of the cache a runtime may
 make), so it is a true upper bound: ``decode tok/s <= bandwidth / bytes per token``.
@@ -43,6 +45,9 @@ class MemoryModel:
     cache_kind: str  # "growing" | "fixed"
     capacity: int  # cache slots (what a fixed cache reads every step)
     kv_dtype_bytes: int = 4
+    spans: tuple[
+        int, ...
+    ] = ()  # attention spans (< capacity) of a fixed cache: a step reads the smallest one that fits
 
     def __post_init__(self) -> None:
         if self.cache_kind not in ("growing", "fixed"):
@@ -63,7 +68,9 @@ class MemoryModel:
 
     def kv_slots_read(self, fill: int) -> int:
         """Slots read by a decode step that starts with ``fill`` tokens in the cache."""
-        return self.capacity if self.cache_kind == "fixed" else fill + 1
+        if self.cache_kind == "growing":
+            return fill + 1
+        return min(w for w in (*self.spans, self.capacity) if w >= min(fill + 1, self.capacity))
 
     def bytes_per_token(self, fill: int) -> float:
         return self.weight_bytes_per_token + self.kv_slots_read(fill) * self.kv_bytes_per_slot
