@@ -80,6 +80,16 @@ def test_span_options_are_validated():
         ExportConfig(format="onnx", kv_cache_max_len=S, prefill_seq_lens=(4,), decode_spans=(8,))
 
 
+def test_convert_defaults_to_auto_spans():
+    from click.testing import CliRunner
+
+    from tinyexport.commands.convert import convert
+
+    option = next(o for o in convert.params if o.name == "decode_spans")
+    assert option.default == "auto"
+    assert "'none'" in CliRunner().invoke(convert, ["--help"]).output
+
+
 def test_the_file_has_every_span_signature_and_its_weights_once(arts):
     plain, spans = arts["plain_manifest"], arts["spans_manifest"]
     assert sorted(spans["signatures"]) == sorted(signature_names((4, 8), SPANS))
