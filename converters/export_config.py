@@ -28,6 +28,9 @@ class ExportConfig:
     # TFLite only: extra attention spans (< kv_cache_max_len): decode_s{W} / prefill_{N}_s{W} signatures
     # that read only cache slots [0, W); the runner picks the smallest span that holds the call.
     decode_spans: tuple[int, ...] = ()
+    # TFLite only: also prefill_{N}_s{W} signatures for each span (each adds a prefill graph per span:
+    # conversion time and ~3 MB of quantization metadata per signature on SmolLM2 int8)
+    prefill_spans: bool = False
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -72,6 +75,8 @@ class ExportConfig:
                     f"--decode-spans {list(self.decode_spans)}: spans must be distinct integers between 1 and "
                     f"kv_cache_max_len - 1 ({self.kv_cache_max_len - 1}), e.g. 256,512"
                 )
+        elif self.prefill_spans and self.format == "tflite":
+            raise ValueError("--prefill-spans needs attention spans; pass --decode-spans auto or a list, e.g. 256,512")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

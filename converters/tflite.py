@@ -81,7 +81,8 @@ def _write_float_model(checkpoint: Any, export: ExportConfig, path: Path, progre
     )
     converter = litert_torch.Converter()
     for span in [*sorted(export.decode_spans), None]:  # the spans, then the whole cache
-        for length in sorted(n for n in export.prefill_seq_lens if span is None or n <= span):
+        span_prefills = span is None or export.prefill_spans
+        for length in sorted(n for n in export.prefill_seq_lens if span_prefills and (span is None or n <= span)):
             converter.signature(
                 prefill_signature(length, span),
                 SignatureModule(model, export.prefill_logits, span),
@@ -92,7 +93,7 @@ def _write_float_model(checkpoint: Any, export: ExportConfig, path: Path, progre
             SignatureModule(model, "all", span),
             sample_kwargs=sample_inputs(config, 1, cache_len),
         )
-    names = signature_names(export.prefill_seq_lens, export.decode_spans)
+    names = signature_names(export.prefill_seq_lens, export.decode_spans, export.prefill_spans)
     progress(f"tracing and lowering {len(names)} signatures: {', '.join(names)} (litert-torch)")
     edge_model = converter.convert(**CONVERT_OPTIONS)
     del converter

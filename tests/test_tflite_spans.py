@@ -31,9 +31,14 @@ def arts(tmp_path_factory):
     directory = save_hf_checkpoint(TINY, tmp_path_factory.mktemp("spans_hf"), seed=5)
     ckpt = resolve_checkpoint(str(directory), cache=tmp_path_factory.mktemp("cache"))
     out = {}
-    for label, spans in (("plain", ()), ("spans", SPANS)):
+    for label, spans, prefill_spans in (("plain", (), False), ("spans", SPANS, True), ("decode_only", SPANS, False)):
         config = ExportConfig(
-            format="tflite", kv_cache_max_len=S, prefill_seq_lens=(4, 8), prefill_logits="all", decode_spans=spans
+            format="tflite",
+            kv_cache_max_len=S,
+            prefill_seq_lens=(4, 8),
+            prefill_logits="all",
+            decode_spans=spans,
+            prefill_spans=prefill_spans,
         )
         path = tmp_path_factory.mktemp("art") / label
         out[label] = path
@@ -60,6 +65,14 @@ def test_signature_names_round_trip():
     assert [parse_signature(n) for n in names[:2]] == [(4, 4), (1, 4)]
     assert parse_signature("decode") == (1, None) and parse_signature("prefill_8") == (8, None)
     assert parse_signature("decode_sx") is None and parse_signature("other") is None
+    # the CLI default: decode spans only, prefill over the whole cache
+    assert signature_names((4, 8), SPANS, prefill_spans=False) == [
+        "decode_s4",
+        "decode_s8",
+        "prefill_4",
+        "prefill_8",
+        "decode",
+    ]
 
 
 def test_span_options_are_validated():
@@ -87,6 +100,9 @@ def test_convert_defaults_to_auto_spans():
 
     option = next(o for o in convert.params if o.name == "decode_spans")
     assert option.default == "auto"
+    assert next(o for o in convert.params if o.name == "prefill_spans").default is False
+    with pytest.raises(ValueError, match="--prefill-spans needs attention spans"):
+        ExportConfig(format="tflite", kv_cache_max_len=S, prefill_seq_lens=(4,), prefill_spans=True)
     assert "'none'" in CliRunner().invoke(convert, ["--help"]).output
 
 
@@ -159,3 +175,21 @@ def test_in_place_cache_gives_the_same_logits_as_two_buffers(arts):
     a = np.concatenate([inplace.prefill(PROMPT[:6]), np.stack([inplace.decode(int(t)) for t in PROMPT[6:]])])
     b = np.concatenate([copied.prefill(PROMPT[:6]), np.stack([copied.decode(int(t)) for t in PROMPT[6:]])])
     np.testing.assert_array_equal(a, b)
+
+
+def test_decode_only_spans_prefill_over_the_whole_cache_and_equal_the_single_span_file(arts):
+    """The CLI default (decode spans, no prefill spans): prefill falls back to the whole-cache
+    signature, decode still crosses each span; logits equal the file without spans."""
+    from tinyexport.runners.tflite_chunks import Chunk
+
+    assert sorted(arts["decode_only_manifest"]["signatures"]) == sorted(signature_names((4, 8), SPANS, False))
+    plain, decode_only = _runner(arts["plain"]), _runner(arts["decode_only"])
+    assert decode_only._signature_for(Chunk(4, 0, 3)).name == "prefill_4"
+    a = np.concatenate([plain.prefill(PROMPT[:3]), np.stack([plain.decode(int(t)) for t in PROMPT[3:]])])
+    used = []
+    rows = [decode_only.prefill(PROMPT[:3])]
+    for token in PROMPT[3:]:
+        used.append(decode_only._signature_for(Chunk(1, decode_only.position, 1)).name)
+        rows.append(decode_only.decode(int(token))[None])
+    assert used[0] == "decode_s4" and "decode_s8" in used and used[-1] == "decode"
+    np.testing.assert_allclose(np.concatenate(rows), a, atol=SAME_MATH_MAX_ABS, rtol=0)

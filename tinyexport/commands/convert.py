@@ -58,9 +58,16 @@ from .options import checkpoint_options, parse_transform_options, transform_opti
     "--decode-spans",
     default="auto",
     show_default=True,
-    help="TFLite: extra decode/prefill signatures attending only to the first W cache slots, weights "
+    help="TFLite: extra decode signatures attending only to the first W cache slots, weights "
     "shared (e.g. 256,512; 'auto': 256, 512, ... below the cache length, none for fp16 and "
     "weight_only_int8; 'none': whole-cache signatures only). See docs/performance.md.",
+)
+@click.option(
+    "--prefill-spans/--no-prefill-spans",
+    default=False,
+    show_default=True,
+    help="TFLite: also a prefill signature per span and prefill length (faster short prompts in a long "
+    "cache; each adds conversion time and ~2% of file size).",
 )
 @click.option("--attention", type=click.Choice(ATTENTION_IMPLS), default="standard", show_default=True)
 @click.option("--flash-block-size", type=int, default=128, show_default=True)
@@ -103,6 +110,7 @@ def convert(
     prefill_seq_lens: str,
     kv_cache_max_len: int,
     decode_spans: str,
+    prefill_spans: bool,
     attention: str,
     flash_block_size: int,
     prefill_logits: str,
@@ -130,6 +138,7 @@ def convert(
             prefill_logits=prefill_logits,
             opset=opset,
             decode_spans=parse_spans(decode_spans, kv_cache_max_len, fmt, recipe),
+            prefill_spans=prefill_spans,
         )
     except ValueError as err:
         raise UserError(str(err)) from None

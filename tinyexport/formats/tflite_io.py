@@ -81,12 +81,15 @@ def cache_specs(config) -> dict[str, tuple[tuple[int, ...], str]]:
 
 
 def signature_names(
-    prefill_seq_lens: tuple[int, ...] | list[int], spans: tuple[int, ...] | list[int] = ()
+    prefill_seq_lens: tuple[int, ...] | list[int],
+    spans: tuple[int, ...] | list[int] = (),
+    prefill_spans: bool = True,
 ) -> list[str]:
     """Every signature of a file: for each span (ascending, then the whole cache) the prefill lengths
-    that fit in it, then decode."""
+    that fit in it (whole cache only when ``prefill_spans`` is false), then decode."""
     names = []
     for span in [*sorted(spans), None]:
-        names += [prefill_signature(n, span) for n in sorted(prefill_seq_lens) if span is None or n <= span]
+        if span is None or prefill_spans:
+            names += [prefill_signature(n, span) for n in sorted(prefill_seq_lens) if span is None or n <= span]
         names.append(decode_signature(span))
     return names
