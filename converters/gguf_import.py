@@ -168,19 +168,19 @@ def import_gguf(
 
 def wrap_gguf_file(path: Path, cache: Path, tokenizer_dirs: list[Path]) -> Artefact:
     """A bare ``.gguf`` named on the command line as an artefact: a directory under
-    ``<cache>/gguf-files/<sha256 prefix>/<file stem>/`` holding a symlink to it and a manifest
+    ``<cache>/gguf-files/<sha256 prefix>-<tokenizer tag>/<file stem>/`` holding a symlink to it and a manifest
     (producer from the file's ``general.name``), made once and reused while the file is unchanged.
     The first of ``tokenizer_dirs`` whose vocabulary the file carries is copied in."""
     path = Path(path)
-    digest = sha256_file(path)
-    target = Path(cache) / "gguf-files" / digest[:16] / path.stem
+    config, _, fields = read_gguf_summary(path)
+    tokenizer = next((d for d in tokenizer_dirs if vocabulary_matches(fields["tokens"], d, config)), None)
+    tag = sha256_file(Path(tokenizer) / "tokenizer.json")[:8] if tokenizer is not None else "no-tokenizer"
+    target = Path(cache) / "gguf-files" / f"{sha256_file(path)[:16]}-{tag}" / path.stem
     if (target / MANIFEST).is_file():
         try:
             return load_artefact(target)
         except ArtefactError:
             pass  # stale (the file moved or changed): rebuild below
-    config, _, fields = read_gguf_summary(path)
-    tokenizer = next((d for d in tokenizer_dirs if vocabulary_matches(fields["tokens"], d, config)), None)
     producer = {"tool": "unknown (a GGUF file given to tinyexport)", "general.name": fields.get("general_name")}
     import_gguf(path, target, producer=producer, tokenizer_dir=tokenizer, link="symlink", replace_existing=True)
     return load_artefact(target)

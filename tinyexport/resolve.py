@@ -223,7 +223,10 @@ def resolve(
     ``transformed_reference`` (verify): with transforms, the reference is our transformed model, and
     artefacts must all carry the same transforms (``--transform`` may repeat them).
     """
-    arts = load_artefacts(artefact_paths)  # each manifest read, each file hashed, once
+    hint = None  # a bare .gguf may take --checkpoint's tokenizer (when its token list is the same)
+    if checkpoint is not None and any(Path(p).is_file() and Path(p).suffix == ".gguf" for p in artefact_paths):
+        hint = open_checkpoint(checkpoint, random_weights, seed).tokenizer_dir
+    arts = load_artefacts(artefact_paths, () if hint is None else (hint,))  # each manifest read/hashed once
     names = [a.name for a in arts]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -271,17 +274,17 @@ def resolve(
     return Inputs(ckpt, tokenizer, arts, tuple(candidates), reference)
 
 
-def load_artefacts(paths: Sequence[Path]) -> tuple[Artefact, ...]:
+def load_artefacts(paths: Sequence[Path], tokenizer_dirs: Sequence[Path] = ()) -> tuple[Artefact, ...]:
     """Artefact directories, and bare ``.gguf`` files (llama.cpp's own conversions, any llama GGUF) wrapped
-    once into an artefact under the cache (``converters.gguf_import``): the first artefact directory's
-    tokenizer joins a file whose token list is the same."""
+    once into an artefact under the cache (``converters.gguf_import``): the first of ``tokenizer_dirs`` and
+    the artefact directories' tokenizers whose token list is the file's joins it."""
     is_file = [Path(p).is_file() and Path(p).suffix == ".gguf" for p in paths]
     dirs = {i: load_artefact(p) for i, p in enumerate(paths) if not is_file[i]}
     if any(is_file):
         from tinyexport.converters.gguf_import import wrap_gguf_file
         from tinyexport.paths import cache_dir
 
-        tokenizers = [a.tokenizer_dir for a in dirs.values() if a.tokenizer_dir is not None]
+        tokenizers = [*tokenizer_dirs, *(a.tokenizer_dir for a in dirs.values() if a.tokenizer_dir is not None)]
         for i, p in enumerate(paths):
             if is_file[i]:
                 dirs[i] = wrap_gguf_file(Path(p), cache_dir(), tokenizers)
