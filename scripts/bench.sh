@@ -2,8 +2,9 @@
 # `make bench`: the full comparison on SmolLM2 and, with BIG=1, on the 1.1B random TinyLlama shape.
 #
 # Per model: convert every (format, recipe) the registry offers that is not yet under
-# out/bench/<model>/ (a recipe that cannot be built is written to skipped.txt, not hidden), bench
-# torch, transformers and every artefact in one run, then draw the report. Results:
+# out/bench/<model>/ (a recipe that cannot be built is written to skipped.txt, not hidden), add
+# llama.cpp's own Q8_0/Q4_0 conversion of the same weights, bench torch, transformers and every
+# artefact in one run, then draw the report (with every row as a ratio to llama.cpp's). Results:
 # bench/results/<model>/{bench.json, report.md, *.png, skipped.txt}; an eval*.json placed there
 # (tinyexport eval --json) joins the report. 1.1B work runs under the shared heavy-memory lock.
 set -uo pipefail
@@ -25,7 +26,10 @@ ALL_RECIPES=$($PY -c 'from tinyexport.formats.recipes import RECIPES
 print(" ".join(f"{f}:{n}" for n, r in RECIPES.items() for f in r.formats if f != "torch"))')
 ALL_RECIPES="$ALL_RECIPES tflite:dynamic_int8:256 tflite:dynamic_int8:2048"
 # The 1.1B shape: the quantized artefacts only (fp32/fp16 files of 4.4/2.2 GB add little but hours).
-BIG_RECIPES=${BIG_RECIPES:-"tflite:dynamic_int8 tflite:int4_block32 onnx:dynamic_int8 onnx:int4_block32"}
+BIG_RECIPES=${BIG_RECIPES:-"tflite:dynamic_int8 tflite:int4_block32 onnx:dynamic_int8 onnx:int4_block32 gguf:q8_0 gguf:q4_0"}
+# llama.cpp's OWN conversion of the same weights (convert_hf_to_gguf.py + llama_model_quantize), benched in the
+# same run: the report gives every row as a ratio to these (scripts/lcpp_reference.py, docs/gguf.md).
+LLAMA_CPP_RECIPES=${LLAMA_CPP_RECIPES:-q8_0,q4_0}
 
 bench_model() {  # name, recipes, repeats, heavy (0|1), torch candidates, checkpoint args...
     local name=$1 recipes=$2 repeats=$3 heavy=$4 torches=$5
@@ -53,6 +57,15 @@ bench_model() {  # name, recipes, repeats, heavy (0|1), torch candidates, checkp
         fi
         arts+=("$dir")
     done
+    if [ -n "$LLAMA_CPP_RECIPES" ]; then
+        echo "== $name: llama.cpp's own conversion ($LLAMA_CPP_RECIPES) -> $OUT/bench/$name/llamacpp_*"
+        if "${lock[@]}" "$PY" scripts/lcpp_reference.py "${ckpt[@]}" -o "$OUT/bench/$name" \
+                --recipes "$LLAMA_CPP_RECIPES" --fetch 2> "$results/.convert.err"; then
+            for r in ${LLAMA_CPP_RECIPES//,/ }; do arts+=("$OUT/bench/$name/llamacpp_$r"); done
+        else
+            echo "llama.cpp reference: $(tail -n 1 "$results/.convert.err")" | tee -a "$results/skipped.txt"
+        fi
+    fi
     rm -f "$results/.convert.err"
     echo "== $name: bench ${#arts[@]} artefact(s) + $torches hf"
     local litertlm=()

@@ -223,7 +223,10 @@ def resolve(
     ``transformed_reference`` (verify): with transforms, the reference is our transformed model, and
     artefacts must all carry the same transforms (``--transform`` may repeat them).
     """
-    arts = tuple(load_artefact(p) for p in artefact_paths)  # each manifest read, each file hashed, once
+    hint = None  # a bare .gguf may take --checkpoint's tokenizer (when its token list is the same)
+    if checkpoint is not None and any(Path(p).is_file() and Path(p).suffix == ".gguf" for p in artefact_paths):
+        hint = open_checkpoint(checkpoint, random_weights, seed).tokenizer_dir
+    arts = load_artefacts(artefact_paths, () if hint is None else (hint,))  # each manifest read/hashed once
     names = [a.name for a in arts]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -240,7 +243,7 @@ def resolve(
         if ckpt is not None and recorded[art.name]:
             expected = transform(ckpt, recorded[art.name]).config  # the round trip: manifest -> same model
         got = art.config if ckpt is not None else source_config(art)
-        if got != expected:
+        if got != expected and not _same_foreign_shape(art, got, expected):
             hint = " with its recorded transforms" if recorded[art.name] and ckpt is not None else ""
             raise UserError(
                 f"{art.name} was exported from a different model shape than {reference_name}{hint}; "
@@ -269,6 +272,32 @@ def resolve(
     candidates = [Candidate("torch", a, flash_block_size, transforms=planned) for a in dict.fromkeys(chosen)]
     candidates += [Candidate("artefact", artefact=a) for a in arts]
     return Inputs(ckpt, tokenizer, arts, tuple(candidates), reference)
+
+
+def load_artefacts(paths: Sequence[Path], tokenizer_dirs: Sequence[Path] = ()) -> tuple[Artefact, ...]:
+    """Artefact directories, and bare ``.gguf`` files (llama.cpp's own conversions, any llama GGUF) wrapped
+    once into an artefact under the cache (``converters.gguf_import``): the first of ``tokenizer_dirs`` and
+    the artefact directories' tokenizers whose token list is the file's joins it."""
+    is_file = [Path(p).is_file() and Path(p).suffix == ".gguf" for p in paths]
+    dirs = {i: load_artefact(p) for i, p in enumerate(paths) if not is_file[i]}
+    if any(is_file):
+        from tinyexport.converters.gguf_import import wrap_gguf_file
+        from tinyexport.paths import cache_dir
+
+        tokenizers = [*tokenizer_dirs, *(a.tokenizer_dir for a in dirs.values() if a.tokenizer_dir is not None)]
+        for i, p in enumerate(paths):
+            if is_file[i]:
+                dirs[i] = wrap_gguf_file(Path(p), cache_dir(), tokenizers)
+    return tuple(dirs[i] for i in range(len(paths)))
+
+
+def _same_foreign_shape(art: Artefact, got: ModelConfig, expected: ModelConfig) -> bool:
+    """A GGUF made by another tool carries the shape but its own token ids / float32-rounded eps."""
+    if "producer" not in art.manifest:
+        return False
+    from tinyexport.converters.gguf_import import same_shape
+
+    return same_shape(got, expected)
 
 
 def transform(ckpt, transforms: tuple, seed: int = 0):
@@ -306,13 +335,14 @@ def source_config(art: Artefact) -> ModelConfig:
 def _reference_checkpoint(arts: Sequence[Artefact], override: str | None, random_weights: bool, seed: int):
     """``override``, or the checkpoint the artefacts' manifests name (all the same, still unchanged)."""
     if override is not None or not arts:
-        if arts and len({a.manifest.get("source", {}).get("fingerprint") for a in arts}) > 1:
+        if arts and len({a.manifest.get("source", {}).get("fingerprint") for a in arts} - {None}) > 1:
             raise UserError(_DIFFERENT_SOURCES)
         return open_checkpoint(override or DEFAULT_CHECKPOINT, random_weights, seed)
-    sources = [a.manifest.get("source", {}) for a in arts]
+    # a wrapped GGUF file records no checkpoint: the others name it (or --checkpoint does)
+    sources = [a.manifest.get("source", {}) for a in arts if a.manifest.get("source", {}).get("spec")]
     if len({s.get("fingerprint") for s in sources}) > 1:
         raise UserError(_DIFFERENT_SOURCES)
-    src = sources[0]
+    src = sources[0] if sources else {}
     ref = CheckpointRef(src.get("spec", ""), bool(src.get("random_weights", False)), int(src.get("seed", 0)))
     if not ref.spec:
         raise UserError(f"{arts[0].path}/manifest.json names no source checkpoint; pass --checkpoint")

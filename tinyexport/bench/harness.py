@@ -180,6 +180,7 @@ def bench_all(
             "format": cand.format,
             "recipe": cand.recipe,
             "path": None if cand.spec.artefact is None else str(cand.spec.artefact.path),
+            "producer": _producer(cand),
             "size_bytes": cand.size_bytes,
             "weight_bytes": cand.weight_bytes,
             "kv_cache_slots": cand.capacity,
@@ -193,6 +194,14 @@ def bench_all(
             continue
         rows.append({**base, **measured, "roofline": roofline(cand, measured, settings, probes), "error": None})
     return rows
+
+
+def _producer(cand: BenchCandidate) -> str:
+    """Who wrote the candidate's file: another tool's name from its manifest (llama.cpp's converter), else us."""
+    if cand.spec.artefact is None:
+        return "transformers" if cand.spec.kind == "hf" else "tinyexport"
+    producer = cand.spec.artefact.manifest.get("producer")
+    return str(producer.get("tool", "unknown")) if isinstance(producer, dict) else "tinyexport convert"
 
 
 def bench_document(

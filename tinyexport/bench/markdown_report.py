@@ -19,6 +19,7 @@ from tinyexport.errors import UserError
 
 from . import plots
 from .litertlm_bench import litertlm_markdown
+from .llama_cpp_ratios import llama_cpp_markdown
 from .table import context_cell, context_fills
 
 EVAL_FIELDS = ("name", "perplexity", "delta_ppl", "kl_mean", "kl_p99", "top1_agreement", "seconds")
@@ -105,6 +106,7 @@ def bench_section(doc: dict[str, Any], out: Path, prefix: str) -> list[str]:
             f"{r['prefill']['bound_tok_s']:.0f} | {100 * r['prefill']['fraction']:.0f}% |"
         )
     lines.append("")
+    lines += llama_cpp_markdown(doc)
     lines += litertlm_markdown(doc)
     if not ok:
         return lines

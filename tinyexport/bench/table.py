@@ -75,6 +75,7 @@ def print_bench(console: Console, document: dict[str, Any]) -> None:
         f"{probes['matmul_gflops']:.0f} GFLOP/s (numpy, {probes['threads']} threads, "
         f"{'cached' if probes.get('cached') else 'measured now'} {probes['measured_at']})"
     )
+    print_llama_cpp_ratios(console, document)
     contexts = [c for c in document["candidates"] if not c.get("error") and c.get("contexts")]
     if contexts:
         ctx = Table(
@@ -88,3 +89,26 @@ def print_bench(console: Console, document: dict[str, Any]) -> None:
         for c in contexts:
             ctx.add_row(c["name"], *(context_cell(c, fill) for fill in fills))
         console.print(ctx)
+
+
+def print_llama_cpp_ratios(console: Console, document: dict[str, Any]) -> None:
+    """Each candidate as ratios to llama.cpp's own Q8_0/Q4_0 rows of the same run (when there are any)."""
+    from .llama_cpp_ratios import ratios, references
+
+    refs = references(document)
+    if not refs:
+        return
+    table = Table(title="vs llama.cpp's own conversion, same run (decode/RSS < 1 and prefill > 1: ours better)")
+    table.add_column("candidate")
+    for recipe in refs:
+        for what in ("decode", "prefill", "peak RSS"):
+            table.add_column(f"{what} × {recipe.upper()}", justify="right")
+    for c in document["candidates"]:
+        if c.get("error"):
+            continue
+        cells = []
+        for ref in refs.values():
+            q = ratios(c, ref)
+            cells += [f"{q['decode']:.2f}", f"{q['prefill']:.2f}", f"{q['peak_rss']:.2f}"]
+        table.add_row(c["name"], *cells)
+    console.print(table)

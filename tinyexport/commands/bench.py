@@ -129,7 +129,7 @@ def bench(
     ssh_options: tuple[str, ...],
     connect_timeout: int,
 ) -> None:
-    """Benchmark ARTEFACTS (TFLite/ONNX dirs) and/or the checkpoint (--torch, --hf) on this machine.
+    """Benchmark ARTEFACTS (TFLite/ONNX/GGUF dirs, or bare .gguf files) and/or the checkpoint (--torch, --hf).
 
     Per candidate: load time, TTFT, prefill tok/s, decode tok/s and ms/token (median, p10, p90 over
     --repeats), peak RSS of its own process, size on disk, and the fraction of the roofline it reaches
@@ -208,7 +208,8 @@ def bench(
         from tinyexport.bench.litertlm_bench import print_litertlm
 
         print_litertlm(console, document["litertlm_benchmark"], document["candidates"])
-    hand_result(document, checkpoint=checkpoint_dir, artefacts=artefacts)
+    opened = [c.spec.artefact.path for c in candidates if c.spec.artefact is not None]  # a bare .gguf: its wrapper
+    hand_result(document, checkpoint=checkpoint_dir, artefacts=opened)
     if json_path is not None:
         write_json_atomic(json_path, document)
     if not no_log:
