@@ -123,15 +123,6 @@ def _fp16(model, scratch: Path) -> tuple[Any, dict[str, Any]]:
     return model, {"fp16_matrices": converted}
 
 
-def _hand_over(model, path: Path) -> None:
-    """Save ``model`` for an onnxruntime tool, then free its tensors (the tool loads its own copy)."""
-    import onnx_ir as ir
-
-    ir.save(model, path, external_data=path.name + ".data")
-    for value in model.graph.initializers.values():
-        value.const_value = None
-
-
 @contextlib.contextmanager
 def _quiet_quantizer_logging():
     """onnxruntime.quantization logs "consider pre-processing" on the root logger, and importing its
@@ -150,68 +141,46 @@ def _quiet_quantizer_logging():
         root.setLevel(level)
 
 
-def _nbits_matmuls(src: Path, bits: int, gather: bool):
-    """MatMulNBitsQuantizer over every MatMul with a constant weight (and the embedding when
-    ``gather``): symmetric, blocks of 32, accuracy_level 4 (int8 activations inside the kernel)."""
-    import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+def _streamed(model, scratch: Path, recipe) -> tuple[Any, dict[str, int]]:
+    from .onnx_stream_quant import stream_quantize
 
-    ops = ("MatMul", "Gather") if gather else ("MatMul",)
-    quantizer = MatMulNBitsQuantizer(
-        onnx.load(str(src)),
-        bits=bits,
-        block_size=32,
-        is_symmetric=True,
-        accuracy_level=4,
-        op_types_to_quantize=ops,
-        quant_axes=(("MatMul", 0), ("Gather", 1)),
-    )
-    quantizer.process()
-    return quantizer.model
+    with _quiet_quantizer_logging():
+        return stream_quantize(model, recipe, scratch)
 
 
 def _dynamic_int8(model, scratch: Path) -> tuple[Any, dict[str, Any]]:
     """int8 weights in blocks of 32 (MatMulNBits bits=8), int8 activations quantized per block inside the
-    kernel; the embedding table as an int8 Gather (``quantize_dynamic``).
+    kernel; the embedding table as a uint8 Gather + DequantizeLinear (``quantize_dynamic``'s form).
 
     Measured on SmolLM2 (vs the fp32 artefact, 32 teacher-forced positions): ``quantize_dynamic``'s
     MatMulInteger quantizes each activation row with ONE scale, and the MLP down-projection inputs have
     outlier channels -- mean KL 0.138, top-1 0.75, greedy 1/32; blocks of 32 keep KL at 0.005, top-1 1.0.
-    Decode is as fast (MatMulNBits 20 ms vs DynamicQuantizeMatMul 21 ms per token, 2 threads)."""
-    import onnx_ir as ir
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    Decode is as fast (MatMulNBits 20 ms vs DynamicQuantizeMatMul 21 ms per token, 2 threads).
+
+    Streamed one weight at a time (``onnx_stream_quant``); the bytes equal those of onnxruntime's
+    ``MatMulNBitsQuantizer(bits=8)`` + ``quantize_dynamic`` (tests/test_onnx_stream_quant.py)."""
+    from .onnx_stream_quant import StreamRecipe
 
     untied = untie_lm_head(model)
-    src, mid, dst = scratch / "fp32.onnx", scratch / "nbits8.onnx", scratch / "int8.onnx"
-    _hand_over(model, src)
-    with _quiet_quantizer_logging():
-        _nbits_matmuls(src, 8, gather=False).save_model_to_file(str(mid), use_external_data_format=True)
-        quantize_dynamic(
-            mid,
-            dst,
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            op_types_to_quantize=["Gather"],
-            use_external_data_format=True,
-        )
-    return ir.load(dst), {
+    quantized, counts = _streamed(model, scratch, StreamRecipe(bits=8, embedding="uint8"))
+    return quantized, {
         "lm_head_untied": untied,
-        "quantizer": "MatMulNBitsQuantizer(bits=8, block_size=32, symmetric, accuracy_level=4) "
-        "+ quantize_dynamic(QInt8) for the embedding Gather",
+        "quantizer": "streamed, onnxruntime's arithmetic: MatMulNBits(bits=8, block_size=32, symmetric, "
+        "accuracy_level=4); embedding Gather as uint8 + DequantizeLinear (quantize_dynamic's form)",
+        "quantized_weights": counts,
     }
 
 
 def _int4_block32(model, scratch: Path) -> tuple[Any, dict[str, Any]]:
-    import onnx_ir as ir
+    from .onnx_stream_quant import StreamRecipe
 
     untied = untie_lm_head(model)
-    src = scratch / "fp32.onnx"
-    _hand_over(model, src)
-    with _quiet_quantizer_logging():
-        quantized = _nbits_matmuls(src, 4, gather=True)
-    return ir.from_proto(quantized.model), {
+    quantized, counts = _streamed(model, scratch, StreamRecipe(bits=4, embedding="block"))
+    return quantized, {
         "lm_head_untied": untied,
-        "quantizer": "MatMulNBitsQuantizer(bits=4, block_size=32, symmetric, accuracy_level=4), embedding -> GatherBlockQuantized",
+        "quantizer": "streamed, onnxruntime's arithmetic: MatMulNBits(bits=4, block_size=32, symmetric, "
+        "accuracy_level=4), embedding -> GatherBlockQuantized",
+        "quantized_weights": counts,
     }
 
 
