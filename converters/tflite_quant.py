@@ -8,7 +8,9 @@ embeddings are tied, e.g. SmolLM2).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
@@ -57,4 +59,68 @@ def quantize_file(float_model: Path, recipe: str, output: Path) -> None:
     from litert_torch.quantize import translate_recipe
 
     aeq_recipe = translate_recipe.translate_to_ai_edge_recipe(generative_recipe(recipe))
-    quantizer.Quantizer(float_model, aeq_recipe).quantize(serialize_to_path=output, enable_progress_report=False)
+    with _fp16_cast_once() if recipe == "fp16" else contextlib.nullcontext():
+        quantizer.Quantizer(float_model, aeq_recipe).quantize(serialize_to_path=output, enable_progress_report=False)
+
+
+# ai-edge-quantizer ops whose float-casting materializer is ``float_casting.materialize_fc_conv``
+_CAST_OPS = ("FULLY_CONNECTED", "EMBEDDING_LOOKUP")
+
+
+@contextlib.contextmanager
+def _fp16_cast_once() -> Iterator[None]:
+    """One float16 copy of each weight however many signatures use it, for the duration of one quantization.
+
+    ai-edge-quantizer 0.10.0's ``float_casting.materialize_fc_conv`` caches the float16 cast of a weight
+    per buffer, then hands every op a fresh ``astype(float16)`` copy anyway; each op's copy is held until
+    the model is written, so a weight shared by S signatures is held S + 1 times (the 1.1B fp16
+    conversion peaked at 15.7 GB). Here the FULLY_CONNECTED and EMBEDDING_LOOKUP materializers of the
+    ``float_casting`` algorithm are wrapped, through the library's own registry, so that every op gets
+    the cached copy (same values, so the same file); the original registrations are restored on exit.
+    """
+    from ai_edge_quantizer import algorithm_manager, qtyping
+
+    algorithm = algorithm_manager.AlgorithmName.FLOAT_CASTING
+    key = qtyping.TensorQuantizationConfig(num_bits=16, dtype=qtyping.TensorDataType.FLOAT)
+    saved = {}
+    for op in (qtyping.TFLOperationName(name) for name in _CAST_OPS):
+        saved[op] = (
+            algorithm_manager.get_init_qsv_func(algorithm, op),
+            algorithm_manager.get_quantization_func(algorithm, op, qtyping.QuantizeMode.CALIBRATE),
+            algorithm_manager.get_quantization_func(algorithm, op, qtyping.QuantizeMode.MATERIALIZE),
+            algorithm_manager.get_update_qsv_func(algorithm, op),
+        )
+    for op, (init, calibrate, materialize, update) in saved.items():
+        algorithm_manager.register_quantized_op(
+            algorithm,
+            op,
+            init,
+            calibration_func=calibrate,
+            materialize_func=_shared_cast(materialize, key),
+            update_qsv_func=update,
+        )
+    try:
+        yield
+    finally:
+        for op, (init, calibrate, materialize, update) in saved.items():
+            algorithm_manager.register_quantized_op(
+                algorithm, op, init, calibration_func=calibrate, materialize_func=materialize, update_qsv_func=update
+            )
+
+
+def _shared_cast(materialize: Callable, key) -> Callable:
+    """``materialize`` with each op's float16 weight replaced by the copy cached for its buffer."""
+    from ai_edge_quantizer import qtyping
+
+    def materialize_shared(op_info, graph_info, tensor_name_to_qsv, tensor_quant_params_cache):
+        params = materialize(op_info, graph_info, tensor_name_to_qsv, tensor_quant_params_cache)
+        weight = graph_info.subgraph_tensors[op_info.op.inputs[1]]
+        cached = tensor_quant_params_cache.lookup(weight.buffer, key)
+        for tensor_params in params:
+            consumers = tensor_params.consumers or []
+            for i, consumer in enumerate(consumers):
+                if isinstance(consumer.parameters, qtyping.NonLinearQuantParams) and cached is not None:
+                    consumers[i] = dataclasses.replace(consumer, parameters=cached)  # the op's own copy is freed
+        return params
+
+    return materialize_shared

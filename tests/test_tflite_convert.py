@@ -216,3 +216,20 @@ def test_runner_refuses_a_file_litert_cannot_load(tmp_path):
     bogus.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(200))
     with pytest.raises(ArtefactError, match="LiteRT cannot load"):
         TFLiteRunner(bogus, TINY, kv_cache_max_len=S)
+
+
+def test_fp16_cast_once_writes_the_same_file_as_ai_edge_quantizer(art_all, tmp_path):
+    """``quantize_file``'s fp16 path (one float16 copy per weight, shared by the three signatures)
+    against ai-edge-quantizer run as it comes (a copy per signature): byte-identical files."""
+    from ai_edge_quantizer import quantizer
+    from litert_torch.quantize import translate_recipe
+
+    from tinyexport.converters.tflite_quant import generative_recipe, quantize_file
+
+    float_model = art_all / "model.tflite"
+    quantize_file(float_model, "fp16", tmp_path / "once.tflite")
+    recipe = translate_recipe.translate_to_ai_edge_recipe(generative_recipe("fp16"))
+    quantizer.Quantizer(float_model, recipe).quantize(serialize_to_path=tmp_path / "per_op.tflite")
+    once, per_op = (tmp_path / "once.tflite").read_bytes(), (tmp_path / "per_op.tflite").read_bytes()
+    assert len(once) < len(float_model.read_bytes()) * 0.75  # really cast to float16
+    assert once == per_op
