@@ -10,6 +10,7 @@ The pipeline (``converters/pipeline.py``) does the atomic directory, tokenizer f
 
 from __future__ import annotations
 
+import gc
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -53,10 +54,17 @@ def convert(
     progress("fusing for onnxruntime (attention, RMSNorm, RoPE)")
     fusions = fuse_for_ort(graph, checkpoint.config, rope_cos, rope_sin)
     out_dir = Path(out_dir)
+    recipe = ONNX_RECIPES[export.recipe]
     with tempfile.TemporaryDirectory(prefix=".onnx-scratch-", dir=out_dir) as scratch:  # inside the atomic temp dir
+        if recipe.streamed:
+            from .onnx_stream_quant import offload
+
+            progress("writing the fp32 graph to scratch (external data)")
+            graph = offload(graph, Path(scratch) / "float.onnx")  # rebinding drops the traced graph
+            gc.collect()
         if export.recipe != "fp32":
             progress(f"quantizing to {export.recipe}")
-        graph, facts = ONNX_RECIPES[export.recipe].apply(graph, Path(scratch))
+        graph, facts = recipe.apply(graph, Path(scratch))
         progress(f"writing {MODEL_FILE}")
         weight_bytes = save_model(graph, out_dir / MODEL_FILE)
     del graph

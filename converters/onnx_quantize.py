@@ -51,6 +51,7 @@ class OnnxRecipe:
     apply: Callable[[Any, Path], tuple[Any, dict[str, Any]]]  # (model, scratch dir) -> (model to save, facts)
     min_opset: int
     why_min_opset: str
+    streamed: bool = False  # reads the weights one at a time: give it the graph offloaded to scratch (lazy tensors)
 
 
 def _cast_to(graph, value, dtype, name: str):
@@ -74,11 +75,16 @@ def untie_lm_head(model) -> bool:
     transpose = matmul.inputs[1].producer()
     if transpose is None or transpose.op_type != "Transpose" or not transpose.inputs[0].is_initializer():
         return False
-    table = transpose.inputs[0].const_value.numpy()
+    stored = transpose.inputs[0].const_value
+    table = stored.numpy()
+    lm_head = np.ascontiguousarray(table.T)
+    del table
+    if isinstance(stored, ir.ExternalTensor):
+        stored.release()  # unmap the table (it is read again when quantized)
     weight = ir.Value(
         name="lm_head.weight_t",
-        const_value=ir.tensor(np.ascontiguousarray(table.T), name="lm_head.weight_t"),
-        shape=ir.Shape(table.T.shape),
+        const_value=ir.tensor(lm_head, name="lm_head.weight_t"),
+        shape=ir.Shape(lm_head.shape),
         type=ir.TensorType(ir.DataType.FLOAT),
     )
     graph.register_initializer(weight)
@@ -141,11 +147,11 @@ def _quiet_quantizer_logging():
         root.setLevel(level)
 
 
-def _streamed(model, scratch: Path, recipe) -> tuple[Any, dict[str, int]]:
-    from .onnx_stream_quant import stream_quantize
+def _streamed(model, scratch: Path, recipe) -> dict[str, int]:
+    from .onnx_stream_quant import quantize_weights
 
     with _quiet_quantizer_logging():
-        return stream_quantize(model, recipe, scratch)
+        return quantize_weights(model, recipe, scratch / "quantized.data")
 
 
 def _dynamic_int8(model, scratch: Path) -> tuple[Any, dict[str, Any]]:
@@ -162,8 +168,8 @@ def _dynamic_int8(model, scratch: Path) -> tuple[Any, dict[str, Any]]:
     from .onnx_stream_quant import StreamRecipe
 
     untied = untie_lm_head(model)
-    quantized, counts = _streamed(model, scratch, StreamRecipe(bits=8, embedding="uint8"))
-    return quantized, {
+    counts = _streamed(model, scratch, StreamRecipe(bits=8, embedding="uint8"))
+    return model, {
         "lm_head_untied": untied,
         "quantizer": "streamed, onnxruntime's arithmetic: MatMulNBits(bits=8, block_size=32, symmetric, "
         "accuracy_level=4); embedding Gather as uint8 + DequantizeLinear (quantize_dynamic's form)",
@@ -175,8 +181,8 @@ def _int4_block32(model, scratch: Path) -> tuple[Any, dict[str, Any]]:
     from .onnx_stream_quant import StreamRecipe
 
     untied = untie_lm_head(model)
-    quantized, counts = _streamed(model, scratch, StreamRecipe(bits=4, embedding="block"))
-    return quantized, {
+    counts = _streamed(model, scratch, StreamRecipe(bits=4, embedding="block"))
+    return model, {
         "lm_head_untied": untied,
         "quantizer": "streamed, onnxruntime's arithmetic: MatMulNBits(bits=4, block_size=32, symmetric, "
         "accuracy_level=4), embedding -> GatherBlockQuantized",
@@ -189,12 +195,15 @@ ONNX_RECIPES: dict[str, OnnxRecipe] = {
     for r in (
         OnnxRecipe("fp32", _fp32, ONNX_EXPORTER_MIN_OPSET, "torch.onnx's exporter emits opset 18+"),
         OnnxRecipe("fp16", _fp16, ONNX_EXPORTER_MIN_OPSET, "torch.onnx's exporter emits opset 18+"),
-        OnnxRecipe("dynamic_int8", _dynamic_int8, ONNX_EXPORTER_MIN_OPSET, "torch.onnx's exporter emits opset 18+"),
+        OnnxRecipe(
+            "dynamic_int8", _dynamic_int8, ONNX_EXPORTER_MIN_OPSET, "torch.onnx's exporter emits opset 18+", True
+        ),
         OnnxRecipe(
             "int4_block32",
             _int4_block32,
             21,
             "its embedding table is stored with the ONNX int4 element type, introduced with opset 21",
+            True,
         ),
     )
 }

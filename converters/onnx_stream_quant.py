@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 
@@ -40,14 +40,12 @@ class StreamRecipe:
 
 
 def offload(model, path: Path):
-    """Write ``model`` to ``path`` with every tensor in ``path.data``, drop its in-memory tensors (the
-    torch weights the exporter referenced), and return the model read back with lazy external tensors."""
+    """Write ``model`` to ``path`` with every tensor in ``path.data`` and return it read back with lazy
+    external tensors. ``model`` is left as it was (the torch weights it points at are the caller's to
+    free: ``onnx.free_weights``)."""
     import onnx_ir as ir
 
     ir.save(model, path, external_data=path.name + ".data")
-    for graph in model.graphs():
-        for value in graph.initializers.values():
-            value.const_value = None
     return ir.load(path)
 
 
@@ -253,10 +251,3 @@ def _drop_unused_initializers(graph) -> None:
     for name, value in list(graph.initializers.items()):
         if not value.uses() and value not in graph.outputs:
             graph.initializers.pop(name)
-
-
-def stream_quantize(model, recipe: StreamRecipe, scratch: Path) -> tuple[Any, dict[str, int]]:
-    """``offload`` then ``quantize_weights``: the returned model's tensors live in ``scratch`` files."""
-    lazy = offload(model, scratch / "float.onnx")
-    counts = quantize_weights(lazy, recipe, scratch / "quantized.data")
-    return lazy, counts

@@ -34,7 +34,7 @@ def main() -> int:
     args = parser.parse_args()
     command = [c for c in args.command if c != "--"] if args.command[:1] == ["--"] else args.command
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-    stages: list[list] = [["(start)", 0]]
+    stages: list[list] = [["(start)", 0, 0]]  # name, highest RSS seen, RSS when it started
     hwm = [0]
     done = threading.Event()
 
@@ -52,14 +52,15 @@ def main() -> int:
         sys.stdout.write(line)
         match = _STAGE.match(line.strip())
         if match:
-            stages.append([match.group(1), _status_kb(proc.pid, "VmRSS")])
+            rss = _status_kb(proc.pid, "VmRSS")
+            stages.append([match.group(1), rss, rss])
     code = proc.wait()
     done.set()
     sampler.join()
-    print("\npeak RSS (sampled, MiB) per stage:")
-    for name, kb in stages:
-        print(f"  {kb / 1024:8.0f}  {name}")
-    print(f"  {hwm[0] / 1024:8.0f}  VmHWM (the process's high-water mark)")
+    print("\nRSS (sampled, MiB) per stage:  at its start  highest")
+    for name, kb, start_kb in stages:
+        print(f"  {start_kb / 1024:8.0f}  {kb / 1024:8.0f}  {name}")
+    print(f"            {hwm[0] / 1024:8.0f}  VmHWM (the process's high-water mark)")
     return code
 
 

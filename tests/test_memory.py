@@ -25,7 +25,7 @@ MEASURED_GB = {
     ("tflite", "int4_block32"): (2.3, 6.9),
     ("onnx", "fp32"): (2.7, 5.1),
     ("onnx", "fp16"): (2.7, 7.2),
-    ("onnx", "dynamic_int8"): (2.7, 10.5),
+    ("onnx", "dynamic_int8"): (1.879, 6.293),
     ("onnx", "int4_block32"): (2.7, 11.5),
 }
 
