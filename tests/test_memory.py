@@ -26,7 +26,7 @@ MEASURED_GB = {
     ("onnx", "fp32"): (2.7, 5.1),
     ("onnx", "fp16"): (2.7, 7.2),
     ("onnx", "dynamic_int8"): (1.879, 6.293),
-    ("onnx", "int4_block32"): (2.7, 11.5),
+    ("onnx", "int4_block32"): (1.431, 5.621),
 }
 
 
