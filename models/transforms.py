@@ -24,6 +24,10 @@ same model without the calibration data. Transforms:
 ``mixed-precision=bf16``
     Attention and MLP weights and compute in bf16; embeddings, norms, residual stream, LM head fp32.
     Torch only: no export format carries it.
+``truncate-layers=N``
+    Keep the first N decoder layers (1 <= N < the model's layers), then the final norm and the LM head
+    (an early-exit model; a self-draft for speculative decoding, docs/speculative.md). Layers N.. and
+    their KV caches are dropped; nothing is retrained.
 
 No torch at import time: the CLI parses transforms without loading it.
 """
@@ -42,9 +46,10 @@ from .config import ModelConfig
 PRUNE_HEADS = "prune-heads"
 KV_CACHE = "kv-cache"
 MIXED_PRECISION = "mixed-precision"
+TRUNCATE_LAYERS = "truncate-layers"
 PRUNE_CRITERIA = ("o_proj", "activation")
 PRUNE_ALLOCATIONS = ("layer", "global")  # scores normalised per layer (default) or compared raw
-TRANSFORM_SYNTAX = "prune-heads=R[:o_proj|activation][:global], kv-cache=int8, mixed-precision=bf16"
+TRANSFORM_SYNTAX = "prune-heads=R[:o_proj|activation][:global], kv-cache=int8, mixed-precision=bf16, truncate-layers=N"
 CALIBRATION_TOKENS = 512  # tokens of calibration text the activation criterion reads by default
 
 
@@ -70,6 +75,8 @@ class Transform:
     @property
     def label(self) -> str:
         """The CLI spelling: ``prune-heads=0.25:activation``."""
+        if self.name == TRUNCATE_LAYERS:
+            return f"{TRUNCATE_LAYERS}={self.param('layers')}"
         if self.name == PRUNE_HEADS:
             allocation = "" if self.param("allocation", "layer") == "layer" else f":{self.param('allocation')}"
             return f"{PRUNE_HEADS}={self.param('ratio'):g}:{self.param('criterion')}{allocation}"
@@ -119,6 +126,14 @@ def parse_transform(text: str) -> Transform:
         transform = Transform(PRUNE_HEADS, params)
     elif name in (KV_CACHE, MIXED_PRECISION):
         transform = Transform(name, (("value", value),))
+    elif name == TRUNCATE_LAYERS:
+        try:
+            layers = int(value)
+        except ValueError:
+            raise TransformError(
+                f"--transform {text!r}: {value!r} is not a whole number of layers to keep, e.g. truncate-layers=8"
+            ) from None
+        transform = Transform(TRUNCATE_LAYERS, (("layers", layers),))
     else:
         raise TransformError(f"unknown transform {name!r} in {text!r}; use one of: {TRANSFORM_SYNTAX}")
     check_transform(transform)
@@ -144,6 +159,12 @@ def check_transform(t: Transform) -> None:
     elif t.name == MIXED_PRECISION:
         if t.param("value") != "bf16":
             raise TransformError(f"mixed-precision={t.param('value')} is not supported; the only choice is bf16")
+    elif t.name == TRUNCATE_LAYERS:
+        layers = t.param("layers")
+        if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+            raise TransformError(
+                f"truncate-layers={layers} must keep at least 1 layer (a whole number), e.g. truncate-layers=8"
+            )
     else:
         raise TransformError(f"unknown transform {t.name!r}; use one of: {TRANSFORM_SYNTAX}")
 
@@ -154,7 +175,7 @@ def parse_transforms(texts: Sequence[str], kv_cache: str | None = None) -> tuple
     if kv_cache is not None and kv_cache != "float32":
         transforms.append(parse_transform(f"{KV_CACHE}={kv_cache}"))
     names = [t.name for t in transforms]
-    for name in (KV_CACHE, MIXED_PRECISION):
+    for name in (KV_CACHE, MIXED_PRECISION, TRUNCATE_LAYERS):
         if names.count(name) > 1:
             raise TransformError(f"{name} is given twice; pass it once")
     return tuple(transforms)
@@ -206,7 +227,27 @@ def apply_transform(config: ModelConfig, state: dict[str, Any], t: Transform) ->
         if t.removed is None:
             raise TransformError("prune-heads was not planned (no heads chosen); re-run `tinyexport convert`")
         return remove_heads(config, state, t.removed)
+    if t.name == TRUNCATE_LAYERS:
+        return truncate_layers(config, state, t.param("layers"))
     raise TransformError(f"unknown transform {t.name!r}")
+
+
+def truncate_layers(config: ModelConfig, state: Mapping[str, Any], keep: int) -> tuple[ModelConfig, dict[str, Any]]:
+    """Keep decoder layers ``0..keep-1`` (their weights untouched), the embedding, final norm and LM head."""
+    if not 1 <= keep < config.num_layers:
+        raise TransformError(
+            f"truncate-layers={keep}: the model has {config.num_layers} layers, so keep between 1 and "
+            f"{config.num_layers - 1}; e.g. truncate-layers={max(config.num_layers // 2, 1)}"
+        )
+    out = {k: v for k, v in state.items() if not (k.startswith("layers.") and int(k.split(".")[1]) >= keep)}
+    if config.num_heads_per_layer is None or config.num_kv_heads_per_layer is None:
+        return dataclasses.replace(config, num_layers=keep), out
+    heads, kv = config.num_heads_per_layer[:keep], config.num_kv_heads_per_layer[:keep]
+    shorter = dataclasses.replace(
+        config, num_layers=keep, num_heads_per_layer=heads, num_kv_heads_per_layer=kv, num_heads=max(heads),
+        num_kv_heads=max(kv),
+    )  # fmt: skip
+    return shorter.with_layer_heads(heads, kv), out
 
 
 def _is_block_linear(name: str) -> bool:
@@ -352,4 +393,7 @@ def transforms_json(config: ModelConfig, transforms: Sequence[Transform]) -> lis
             heads = tuple(config.layer_heads(i)[0] - len(r) for i, r in enumerate(t.removed))
             kv = tuple(config.layer_heads(i)[1] for i in range(config.num_layers))
             config = config.with_layer_heads(heads, kv)
+        elif t.name == TRUNCATE_LAYERS:
+            entries[-1]["removed"] = {"layers": config.num_layers - t.param("layers")}
+            config = truncate_layers(config, {}, t.param("layers"))[0]
     return entries

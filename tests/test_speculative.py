@@ -42,13 +42,26 @@ def _torch(directory, max_len=CACHE):
     return TorchRunner.from_checkpoint(_open(directory), max_len=max_len)
 
 
-def _export(directory, target, fmt, recipe="fp32", logits="last", cache=CACHE, **options):
+def _export(directory, target, fmt, recipe="fp32", logits="last", cache=CACHE, transforms=(), **options):
     from tinyexport.converters.export_config import ExportConfig
     from tinyexport.converters.pipeline import export_artefact
+    from tinyexport.models.transforms import parse_transform
+    from tinyexport.resolve import open_checkpoint
 
+    ckpt = open_checkpoint(str(directory), transforms=tuple(parse_transform(t) for t in transforms))
     config = ExportConfig(format=fmt, recipe=recipe, kv_cache_max_len=cache, prefill_logits=logits, **options)
-    export_artefact(_open(directory), config, target, source_ref={"spec": str(directory)})
+    export_artefact(ckpt, config, target, source_ref={"spec": str(directory)})
     return target
+
+
+def _truncated(directory, layers: int):
+    """A torch runner of the checkpoint's first ``layers`` layers + final norm + LM head."""
+    from tinyexport.models.transforms import parse_transform
+    from tinyexport.resolve import open_checkpoint
+    from tinyexport.runners.torch_runner import TorchRunner
+
+    ckpt = open_checkpoint(str(directory), transforms=(parse_transform(f"truncate-layers={layers}"),))
+    return TorchRunner.from_checkpoint(ckpt, max_len=CACHE)
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +84,10 @@ def arts(tmp_path_factory, ckpts):
         "onnx_int8": _export(t, root / "onnx_int8", "onnx", recipe="dynamic_int8", prefill_seq_lens=(8,)),
         "tflite_all": _export(t, root / "tflite_all", "tflite", logits="all", prefill_seq_lens=(4, 8)),
         "tflite_last": _export(t, root / "tflite_last", "tflite", prefill_seq_lens=(4, 8)),
+        # layer-truncated self-draft: 1 of TINY's 2 layers
+        "onnx_trunc1": _export(
+            t, root / "onnx_trunc1", "onnx", prefill_seq_lens=(8,), transforms=("truncate-layers=1",)
+        ),
     }
 
 
@@ -279,3 +296,83 @@ def test_rollback_equals_a_fresh_runner_gguf(tmp_path):
     directory = save_hf_checkpoint(TINY, tmp_path / "hf", seed=3)
     art = _export(directory, tmp_path / "gguf", "gguf", prefill_seq_lens=(8,))
     _rollback_equals_fresh(lambda: _artefact(art))
+
+
+def test_truncated_draft_is_the_early_exit_and_keeps_greedy_exact(ckpts, arts):
+    """truncate-layers=1: its logits are the full model's layer-0 output through the final norm and LM
+    head (hooked on the untruncated model); as a draft (torch, and its ONNX export) the
+    speculative output equals the ONNX and TFLite targets' own greedy decoding for k = 1..5."""
+    import torch
+
+    from tinyexport.models.llama import empty_kv_cache
+    from tinyexport.models.loading import load_model
+
+    full = load_model(_open(ckpts["target"]), max_seq_len=CACHE).eval()
+    captured = {}
+    full.layers[0].register_forward_hook(lambda module, args, out: captured.__setitem__("h", out[0]))
+    ids = torch.as_tensor(PROMPT).reshape(1, -1)
+    with torch.inference_mode():
+        full(ids, torch.arange(ids.shape[1]), empty_kv_cache(full.config, CACHE))
+        expected = full.lm_head(full.norm(captured["h"]))[0].numpy()
+    draft = _truncated(ckpts["target"], 1)
+    assert draft.config.num_layers == 1
+    np.testing.assert_allclose(draft.prefill(PROMPT), expected, atol=1e-5, rtol=0)
+    draft.reset()
+    _check_greedy(_artefact(arts["onnx_all"]), draft)
+    _check_greedy(_artefact(arts["tflite_all"]), _artefact(arts["onnx_trunc1"]))
+
+
+def test_truncate_layers_round_trips_through_the_manifest(ckpts, arts):
+    import json
+
+    from tinyexport.artefact import load_artefact
+    from tinyexport.models.transforms import Transform, parse_transform
+    from tinyexport.resolve import artefact_transforms
+
+    art = load_artefact(arts["onnx_trunc1"])
+    entry = json.loads((arts["onnx_trunc1"] / "manifest.json").read_text())["transforms"]
+    assert entry == [{"name": "truncate-layers", "params": {"layers": 1}, "removed": {"layers": 1}}]
+    assert artefact_transforms(art) == (parse_transform("truncate-layers=1"),)
+    assert Transform.from_json(entry[0]).label == "truncate-layers=1"
+    assert art.config.num_layers == 1
+    # the file computes what the truncated torch model computes (fp32 rounding only)
+    onnx, torch_draft = _artefact(arts["onnx_trunc1"]), _truncated(ckpts["target"], 1)
+    np.testing.assert_allclose(onnx.prefill(PROMPT)[-1], torch_draft.prefill(PROMPT)[-1], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(onnx.decode(5), torch_draft.decode(5), atol=1e-4, rtol=0)
+
+
+def test_truncate_layers_bad_values_exit_2(ckpts, tmp_path):
+    out = tmp_path / "x"
+    for value, fragments in (
+        ("2", ("truncate-layers=2", "has 2 layers", "between 1 and 1")),
+        ("0", ("truncate-layers=0", "at least 1 layer")),
+        ("half", ("'half' is not a whole number",)),
+    ):
+        result = run_cli(
+            "convert", "--format", "onnx", "--checkpoint", str(ckpts["target"]), "--transform",
+            f"truncate-layers={value}", "-o", str(out),
+        )  # fmt: skip
+        assert_bad_input(result, *fragments)
+        assert not out.exists()
+
+
+def test_bench_draft_row(arts, tmp_path):
+    """``bench TARGET --draft DRAFT``: the candidates' table plus one speculative row, timed interleaved
+    against the target alone, in the JSON; a bad -k exits 2 before any work."""
+    import json
+
+    out = tmp_path / "bench.json"
+    common = ("--prompt-len", "8", "--new-tokens", "12", "--repeats", "1", "--threads", "1", "--no-log")
+    res = run_cli(
+        "bench", str(arts["onnx_all"]), "--draft", str(arts["onnx_int8"]), "-k", "2", *common, "--json", str(out)
+    )
+    assert res.code == 0, res.stderr
+    row = json.loads(out.read_text())["speculative"]
+    assert row["target"] == "onnx_all" and row["draft"] == "onnx_int8" and row["k"] == 2
+    assert row["identical"] is True and row["new_tokens"] == 12
+    assert 0 <= row["acceptance_rate"] <= 1 and 1 <= row["tokens_per_target_call"] <= 3
+    assert row["speedup"] > 0 and row["draft_ms"] > 0 and row["verify_ms"] > 0
+    assert "speculative decoding" in res.stdout and "acceptance" in res.stdout
+    bad = run_cli("bench", str(arts["onnx_all"]), "--draft", str(arts["onnx_int8"]), "-k", "0", *common)
+    assert_bad_input(bad, "-k must be at least 1")
+    assert_bad_input(run_cli("bench", "--draft", str(arts["onnx_int8"]), *common), "--draft needs a target")

@@ -69,6 +69,20 @@ from .options import checkpoint_options, parse_transform_options, transform_opti
     help="Also run LiteRT-LM's own benchmark on each artefact's model.litertlm (tinyexport bundle).",
 )
 @click.option(
+    "--draft",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also time speculative decoding: the first ARTEFACT (all-position logits) verifies what this "
+    "cheaper artefact drafts, interleaved with the target alone (docs/speculative.md).",
+)
+@click.option("-k", "draft_tokens", type=int, default=4, show_default=True, help="With --draft: tokens per round.")
+@click.option(
+    "--draft-prompt",
+    default=None,
+    help="With --draft: the text prompt (chat template applied when the tokenizer has one) "
+    "[default: 'Write a short story about a robot who learns to paint.'].",
+)
+@click.option(
     "--on",
     "on",
     default=None,
@@ -122,6 +136,9 @@ def bench(
     no_log: bool,
     reprobe: bool,
     litertlm: bool,
+    draft: Path | None,
+    draft_tokens: int,
+    draft_prompt: str | None,
     on: str | None,
     remote_python: str | None,
     remote_dir: str | None,
@@ -203,7 +220,20 @@ def bench(
 
         status.print("LiteRT-LM's own benchmark ...", highlight=False)
         document["litertlm_benchmark"] = bench_bundles(artefacts, prompt_len, new_tokens, min(repeats, 3), threads)
+    if draft is not None:
+        from tinyexport.commands.speculative_row import SPEC_PROMPT, measure_row
+
+        status.print(
+            f"speculative decoding: {artefacts[0].name} + draft {draft.name}, k={draft_tokens} ...", highlight=False
+        )
+        document["speculative"] = measure_row(
+            artefacts[0], draft, draft_tokens, draft_prompt or SPEC_PROMPT, new_tokens, repeats, threads
+        )
     print_bench(console, document)
+    if draft is not None:
+        from tinyexport.commands.speculative_row import print_row
+
+        print_row(console, document["speculative"])
     if document.get("litertlm_benchmark"):
         from tinyexport.bench.litertlm_bench import print_litertlm
 

@@ -271,7 +271,7 @@ def converter_output(verbose: bool) -> Iterator[None]:
 
 def default_output(model_name: str, export, *, random_weights: bool, seed: int, transforms: tuple = ()) -> Path:
     """out/<model>_<short recipe>_ekv<N> for TFLite, out/<model>_onnx_<short recipe> for ONNX
-    (+ _prune<R><criterion> / _kvint8 per transform)."""
+    (+ _prune<R><criterion> / _kvint8 / _trunc<N> per transform)."""
     name = Path(model_name).name.removesuffix(".gguf")
     short = RECIPES[export.recipe].short or export.recipe
     if export.format == "tflite":
@@ -285,4 +285,6 @@ def default_output(model_name: str, export, *, random_weights: bool, seed: int, 
             stem += f"_prune{t.param('ratio'):g}{t.param('criterion')[0]}"
         elif t.name == "kv-cache":
             stem += f"_kv{t.param('value')}"
+        elif t.name == "truncate-layers":
+            stem += f"_trunc{t.param('layers')}"
     return Path("out") / stem

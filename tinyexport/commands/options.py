@@ -77,7 +77,8 @@ def transform_options(func: Callable) -> Callable:
         multiple=True,
         metavar="NAME=VALUE",
         help="Optimisation transform of the checkpoint, repeatable, applied in order: prune-heads=R[:o_proj|activation] "
-        "(remove a fraction R of the query heads), kv-cache=int8, mixed-precision=bf16 (torch only).",
+        "(remove a fraction R of the query heads), kv-cache=int8, mixed-precision=bf16 (torch only), "
+        "truncate-layers=N (keep the first N layers: an early-exit self-draft).",
     )(func)
 
 

@@ -38,7 +38,7 @@ FORMATS: Mapping[str, Format] = MappingProxyType(
                 "tinyexport.converters.tflite:convert",
                 "tinyexport.runners.tflite_runner:TFLiteRunner",
                 "ai-edge-litert",
-                ("prune-heads", "kv-cache"),
+                ("prune-heads", "kv-cache", "truncate-layers"),
             ),
             Format(
                 "onnx",
@@ -47,7 +47,7 @@ FORMATS: Mapping[str, Format] = MappingProxyType(
                 "tinyexport.converters.onnx:convert",
                 "tinyexport.runners.ort_runner:ORTRunner",
                 "onnxruntime",
-                ("prune-heads", "kv-cache"),
+                ("prune-heads", "kv-cache", "truncate-layers"),
             ),
             Format(
                 "gguf",
