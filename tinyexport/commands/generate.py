@@ -228,9 +228,13 @@ def run_speculative(target, draft, tokenizer, ids, max_new_tokens, k, sampling, 
 
 def bench_speculative(target, draft, ids, max_new_tokens, k, sampling, stops, repeats, json_path) -> None:
     """Target alone vs speculative, interleaved; one summary line on stderr (and JSON)."""
+    import os
+
     from tinyexport.speculative import compare_speed
 
+    load = [os.getloadavg()[0]]
     result = compare_speed(target, draft, ids, max_new_tokens, k, sampling, stops, repeats)
+    load.append(os.getloadavg()[0])
     s = result.summary()
     same = {True: "identical", False: "DIFFERENT", None: "sampled"}[s["identical"]]
     click.echo(
@@ -238,10 +242,14 @@ def bench_speculative(target, draft, ids, max_new_tokens, k, sampling, stops, re
         f"tok/s: {s['speedup']:.2f}x end to end (decode {s['measured_decode_speedup']:.2f}x, cost model "
         f"{s['predicted_decode_speedup']:.2f}x: target {s['target_decode_ms']:.1f} ms/token, draft "
         f"{s['draft_ms']:.1f} ms, verify {s['verify_ms']:.1f} ms, rollback {s['rollback_ms']:.1f} ms, "
-        f"{s['tokens_per_target_call']:.2f} tokens/call, acceptance {s['acceptance_rate']:.1%}); output {same}",
+        f"{s['tokens_per_target_call']:.2f} tokens/call, acceptance {s['acceptance_rate']:.1%}); output {same}; "
+        f"load average {load[0]:.1f}-{load[1]:.1f}",
         err=True,
     )
     if json_path is not None:
         from tinyexport.atomic import write_json_atomic
 
-        write_json_atomic(json_path, {"target": target.name, "draft": draft.name, "prompt_tokens": int(ids.size), **s})
+        write_json_atomic(
+            json_path,
+            {"target": target.name, "draft": draft.name, "prompt_tokens": int(ids.size), "load_average": load, **s},
+        )
