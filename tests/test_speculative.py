@@ -358,11 +358,13 @@ def test_truncate_layers_bad_values_exit_2(ckpts, tmp_path):
 
 def test_bench_draft_row(arts, tmp_path):
     """``bench TARGET --draft DRAFT``: the candidates' table plus one speculative row, timed interleaved
-    against the target alone, in the JSON; a bad -k exits 2 before any work."""
+    against the target alone, in the JSON; a bad -k, no target, or a cache too short for the prompt exit 2
+    before any work."""
     import json
 
     out = tmp_path / "bench.json"
     common = ("--prompt-len", "8", "--new-tokens", "12", "--repeats", "1", "--threads", "1", "--no-log")
+    common += ("--draft-prompt", "hello there")
     res = run_cli(
         "bench", str(arts["onnx_all"]), "--draft", str(arts["onnx_int8"]), "-k", "2", *common, "--json", str(out)
     )
@@ -376,3 +378,6 @@ def test_bench_draft_row(arts, tmp_path):
     bad = run_cli("bench", str(arts["onnx_all"]), "--draft", str(arts["onnx_int8"]), "-k", "0", *common)
     assert_bad_input(bad, "-k must be at least 1")
     assert_bad_input(run_cli("bench", "--draft", str(arts["onnx_int8"]), *common), "--draft needs a target")
+    long = run_cli("bench", str(arts["onnx_all"]), "--draft", str(arts["onnx_int8"]), *common, "--new-tokens", "60")
+    assert_bad_input(long, "KV cache of 64", "needs")
+    assert "[1/1]" not in long.stderr  # refused before the candidates ran

@@ -16,9 +16,15 @@ from typing import Any
 SPEC_PROMPT = "Write a short story about a robot who learns to paint."
 
 
-def check_draft(artefacts: tuple[Path, ...], draft: Path, k: int) -> None:
-    """What needs no runner, before any work: a target, a loadable draft with a tokenizer, k >= 1, same
-    vocabulary (size and fingerprint)."""
+def prompt_ids(tokenizer: Any, prompt: str) -> Any:
+    """The prompt's ids, wrapped as a user message with the chat template when the tokenizer has one."""
+    text = tokenizer.render_chat([{"role": "user", "content": prompt}]) if tokenizer.chat_template() else prompt
+    return tokenizer.encode(text)
+
+
+def check_draft(artefacts: tuple[Path, ...], draft: Path, k: int, prompt: str, new_tokens: int) -> None:
+    """What needs no runner, before any work: a target exported with all-position logits, a loadable
+    draft with a tokenizer, k >= 1, same vocabulary (size and fingerprint), both caches long enough."""
     from tinyexport.artefact import load_artefact
     from tinyexport.errors import UserError
     from tinyexport.speculative import SpeculativeError
@@ -43,6 +49,18 @@ def check_draft(artefacts: tuple[Path, ...], draft: Path, k: int) -> None:
             f"draft {draft_art.name} and target {target_art.name} have different tokenizers; "
             "use a draft made from the same tokenizer"
         )
+    if target_art.manifest.get("prefill_logits", "last") != "all":
+        raise SpeculativeError(
+            f"target {target_art.name} returns only the last position's logits from a prefill, so it cannot score "
+            "draft tokens in one call; re-export it with `tinyexport convert ... --prefill-logits all`"
+        )
+    needed = int(prompt_ids(ours, prompt).size) + new_tokens
+    for role, art in (("target", target_art), ("draft", draft_art)):
+        if needed > art.kv_cache_max_len:
+            raise SpeculativeError(
+                f"{role} {art.name} has a KV cache of {art.kv_cache_max_len} tokens, shorter than the {needed} "
+                "the speculative row needs (--draft-prompt + --new-tokens); lower --new-tokens or shorten the prompt"
+            )
 
 
 def measure_row(
@@ -56,9 +74,7 @@ def measure_row(
 
     options = {"threads": threads} if threads else {}
     target_art, draft_art = load_artefact(target_path), load_artefact(draft_path)
-    tokenizer = Tokenizer(target_art.tokenizer_dir)
-    text = tokenizer.render_chat([{"role": "user", "content": prompt}]) if tokenizer.chat_template() else prompt
-    ids = tokenizer.encode(text)
+    ids = prompt_ids(Tokenizer(target_art.tokenizer_dir), prompt)
     target = Candidate("artefact", artefact=target_art).open(**options)
     draft = Candidate("artefact", artefact=draft_art).open(**options)
     check_pair(target, draft, k, needed_tokens=ids.size + new_tokens)
