@@ -179,6 +179,12 @@ def bench(
     check_writable_file(json_path, "--json")
     if not no_log:
         check_log(log_csv)
+    if draft is not None:
+        from tinyexport.commands.speculative_row import SPEC_PROMPT, check_draft
+
+        if on is not None:
+            raise UserError("--draft runs on this machine only; drop --on or --draft")
+        check_draft(artefacts, draft, draft_tokens, draft_prompt or SPEC_PROMPT, new_tokens)
     if on is not None:
         from tinyexport.bench.remote_command import bench_on, forwarded_args
 
