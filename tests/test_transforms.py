@@ -136,6 +136,10 @@ def test_transforms_round_trip_json() -> None:
         "kv-cache=int4",
         "sparsify=0.5",
         "prune-heads",
+        "truncate-layers=0",
+        "truncate-layers=-1",
+        "truncate-layers=1.5",
+        "truncate-layers=x",
     ],
 )
 def test_bad_transforms_refused(text: str) -> None:
@@ -216,3 +220,25 @@ def test_allocation_layer_normalises_scores() -> None:
     scores = head_importance(G3, state, "o_proj")
     relative = [s / s.mean() for s in scores]
     assert norm.removed == choose_heads(G3, relative, 0.2)
+
+
+def test_truncate_layers_after_pruning_round_trips() -> None:
+    """prune-heads then truncate-layers=2 on a 3-layer model: the per-layer heads are cut with the
+    layers, layer 2's weights are gone, the others untouched; the manifest entries re-apply to the same."""
+    from tinyexport.models.transforms import transforms_json
+
+    state = _state(G3)
+    ts = parse_transforms(["prune-heads=0.25:activation", "truncate-layers=2"])
+    config, out, planned = apply_transforms(G3, state, ts, calibration=TOKENS[None])
+    pruned, _, _ = apply_transforms(G3, state, planned[:1])
+    assert config.num_layers == 2 and config.layer_heads(0) == pruned.layer_heads(0)
+    assert config.layer_heads(1) == pruned.layer_heads(1)
+    assert not any(k.startswith("layers.2.") for k in out)
+    assert torch.equal(out["layers.1.mlp.w_up.weight"], state["layers.1.mlp.w_up.weight"])
+    assert torch.equal(out["norm.weight"], state["norm.weight"])
+    entries = transforms_json(G3, planned)
+    assert entries[1] == {"name": "truncate-layers", "params": {"layers": 2}, "removed": {"layers": 1}}
+    back = tuple(Transform.from_json(e) for e in entries)
+    assert back == planned and apply_transforms(G3, _state(G3), back)[0] == config
+    with pytest.raises(TransformError, match="keep between 1 and 2"):
+        apply_transforms(G3, state, parse_transforms(["truncate-layers=3"]))
