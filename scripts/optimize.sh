@@ -41,7 +41,8 @@ done
 # Exported rows (EXPORTED=1; ONNX=1 is the old name): convert each artefact, then ONE eval of all of them
 # (one reference), ONE `tinyexport bench` run over all of them (peak RSS, size, wall tok/s, each in its own
 # process) and ONE interleaved CPU-clock decode run (scripts/optimize_decode.py: the speed ratios).
-# FORMATS="onnx tflite" picks the formats (TFLite conversions take ~10x longer than ONNX here).
+# FORMATS="onnx tflite" picks the formats (TFLite conversions take ~10x longer than ONNX here);
+# EXPORTED_ONLY="fp32 int8 ..." converts and measures only these rows.
 if [ "${EXPORTED:-${ONNX:-0}}" = 1 ]; then
   ARTS=${ARTS:-out/optimize}
   exported=(
@@ -52,7 +53,8 @@ if [ "${EXPORTED:-${ONNX:-0}}" = 1 ]; then
     "int8+prune-heads-0.1|dynamic_int8|--transform prune-heads=0.1"
     "int8+prune-heads-0.25|dynamic_int8|--transform prune-heads=0.25"
     "int8+prune-heads-0.5|dynamic_int8|--transform prune-heads=0.5"
-    "int8+prune-groups-0.25|dynamic_int8|--transform prune-heads=0.25:groups"
+    "int8+prune-heads-0.25-activation|dynamic_int8|--transform prune-heads=0.25:activation"
+    "int8+prune-groups-0.25-activation|dynamic_int8|--transform prune-heads=0.25:activation:groups"
     "fp32+kv-int8|fp32|--kv-cache int8"
     "int8+kv-int8|dynamic_int8|--kv-cache int8"
   )
@@ -60,6 +62,7 @@ if [ "${EXPORTED:-${ONNX:-0}}" = 1 ]; then
     arts=()
     for entry in "${exported[@]}"; do
       IFS='|' read -r slug recipe extra <<< "$entry"
+      if [ -n "${EXPORTED_ONLY:-}" ] && [[ " $EXPORTED_ONLY " != *" $slug "* ]]; then continue; fi
       read -r -a args <<< "$extra"
       art="$ARTS/smollm2-135m_${fmt}_$slug"
       echo "== $fmt $slug"
