@@ -123,7 +123,9 @@ on a quiet machine): its timings are kept in `bench-*.json` but not shown. The i
 speeds are absolute numbers under that load too; only the "vs baseline" column is comparable, and
 only differences well above ~20% mean anything. Perplexity, KL and top-1 are deterministic.
 `prune-heads-0.1-global` was run before per-layer normalisation existed, so its label lacks `:global`:
-it is `prune-heads=0.1:o_proj:global` (raw o_proj norms compared across layers).
+it is `prune-heads=0.1:o_proj:global` (raw o_proj norms compared across layers). `prune-groups-*` remove
+whole KV groups (`prune-heads=0.25[:activation]:groups`): the same 69 query heads as `prune-heads-0.25`
+plus 23 of the 90 KV heads.
 """
 
 
@@ -147,3 +149,6 @@ if __name__ == "__main__":
     if exported:
         print(EXPORTED_HEADER)
         print("\n".join(exported))
+    notes = Path(sys.argv[1]) / "seed_comparison.md"  # hand-written: the seed's claims beside ours
+    if notes.is_file():
+        print(notes.read_text())
