@@ -49,8 +49,15 @@ def exported_rows(directory: Path, fmt: str) -> list[dict]:
     ms/token from decode-exported-FMT.json (whichever exist)."""
 
     def load(kind: str) -> dict:
-        path = directory / f"{kind}-exported-{fmt}.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        """``KIND-exported-FMT.json``, plus any ``KIND-exported-FMT-PART.json`` (runs split by hand): their
+        candidates / rows merged (same protocol; the eval reference is the stored one)."""
+        merged: dict = {}
+        for path in sorted(directory.glob(f"{kind}-exported-{fmt}*.json")):
+            doc = json.loads(path.read_text())
+            key = "rows" if "rows" in doc else "candidates"
+            previous = merged.get(key, [])
+            merged = {**doc, key: previous + [r for r in doc[key] if r not in previous]}
+        return merged
 
     evals, bench, decode = load("eval"), load("bench"), load("decode")
     quality = {r["name"]: r for r in evals.get("candidates", []) if r["name"] != "hf"}
