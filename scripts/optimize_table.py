@@ -49,10 +49,10 @@ def exported_rows(directory: Path, fmt: str) -> list[dict]:
     ms/token from decode-exported-FMT.json (whichever exist)."""
 
     def load(kind: str) -> dict:
-        """``KIND-exported-FMT.json``, plus any ``KIND-exported-FMT-PART.json`` (runs split by hand): their
-        candidates / rows merged (same protocol; the eval reference is the stored one)."""
+        """Every ``KIND-exported-*.json`` (one per format from the script; runs split by hand add more):
+        their candidates / rows merged (same protocol; the eval reference is the stored one)."""
         merged: dict = {}
-        for path in sorted(directory.glob(f"{kind}-exported-{fmt}*.json")):
+        for path in sorted(directory.glob(f"{kind}-exported-*.json")):
             doc = json.loads(path.read_text())
             key = "rows" if "rows" in doc else "candidates"
             previous = merged.get(key, [])
@@ -63,7 +63,10 @@ def exported_rows(directory: Path, fmt: str) -> list[dict]:
     quality = {r["name"]: r for r in evals.get("candidates", []) if r["name"] != "hf"}
     speed = {Path(r["path"]).name if r.get("path") else r["name"]: r for r in bench.get("candidates", [])}
     cpu = {r["label"]: r for r in decode.get("rows", [])}
-    names = list(dict.fromkeys([*quality, *speed, *cpu]))
+    names = [n for n in dict.fromkeys([*quality, *speed, *cpu]) if f"_{fmt}_" in n]  # smollm2-135m_FMT_SLUG
+    first = ("fp32", "fp16", "int8", "int4")
+    slug = lambda n: n.split(f"_{fmt}_", 1)[-1]  # noqa: E731
+    names.sort(key=lambda n: (first.index(slug(n)) if slug(n) in first else len(first), slug(n)))
     rows = []
     for name in names:
         q, b, c = quality.get(name), speed.get(name), cpu.get(name)
@@ -99,7 +102,7 @@ def exported_table(directory: Path, fmt: str) -> list[str]:
     lines = [
         f"### {fmt}",
         "",
-        "| Method | decode tok/s (bench, wall) | CPU ms/token (interleaved) | vs fp32 | Memory MB (peak RSS) "
+        "| Method | decode tok/s (bench, wall) | CPU ms/token (interleaved) | ms/token vs first | Memory MB (peak RSS) "
         "| Model size MB | Perplexity | Δppl | Δppl % | KL mean | top-1 |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -144,7 +147,8 @@ Every artefact converted with a 1024-slot cache. Quality: ONE `tinyexport eval p
 ART...` run (each artefact in its own process, prompt 64 + 32 tokens, 2 threads; wall time on a shared
 machine). CPU ms/token: `scripts/optimize_decode.py`, all artefacts in one process, one runtime thread,
 prompt 64 then 16 decode steps, interleaved over 5 rounds, this process's CPU time (robust to the other
-jobs' load); "vs fp32" is the median per-round ratio to the fp32 artefact. Plots: `size_vs_ppl.png`,
+jobs' load); "ms/token vs first" is the median per-round ratio of that time to the first row's (fp32):
+below 1 is faster. Plots: `size_vs_ppl.png`,
 `size_vs_speed.png`.
 """
 
