@@ -24,7 +24,8 @@ def _op_names() -> dict[int, str]:
 
 
 def census(path: str, signature: str, slots: int) -> None:
-    model = schema.ModelT.InitFromPackedBuf(open(path, "rb").read(), 0)
+    with open(path, "rb") as f:
+        model = schema.ModelT.InitFromPackedBuf(f.read(), 0)
     names = _op_names()
     sig = next(s for s in model.signatureDefs if s.signatureKey.decode() == signature)
     graph = model.subgraphs[sig.subgraphIndex]
