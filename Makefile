@@ -22,7 +22,7 @@ help:
 	@echo "make test     - lint, then run the test suite"
 	@echo "make lint     - ruff check, ruff format --check, and the import-layer check (scripts/check_layers.py)"
 	@echo "make bench    - benchmark every artefact on SmolLM2 (BIG=1 adds the 1.1B shape) into bench/results/"
-	@echo "make optimize - transforms (head pruning, int8 KV cache, bf16) on SmolLM2: speed, memory, size, ppl/KL table"
+	@echo "make optimize - transforms (head pruning, int8 KV cache, bf16) on SmolLM2: speed, memory, size, ppl/KL table (EXPORTED=1: ONNX artefact rows + plots)"
 
 $(STAMP): pyproject.toml Makefile
 	@start=$$(date +%s); \

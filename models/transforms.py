@@ -10,15 +10,17 @@ A transform is named by the user as ``name=value[:option]`` (``--transform prune
 Re-applying a recorded transform (from a manifest) to the source checkpoint therefore gives the very
 same model without the calibration data. Transforms:
 
-``prune-heads=R[:o_proj|activation][:global]``
-    Physically remove a fraction R (0 < R < 1) of the query heads. Heads are removed inside their KV
-    group, the same number from every group of a layer, so each layer stays regular GQA (its own
-    group size) and no KV head is lost. Importance per query head: ``o_proj`` (default) the L2 norm of
+``prune-heads=R[:o_proj|activation][:global][:groups]``
+    Physically remove a fraction R (0 < R < 1) of the query heads. By default heads are removed inside
+    their KV group, the same number from every group of a layer, so each layer stays regular GQA (its
+    own group size) and no KV head is lost. ``:groups`` removes whole KV groups instead: a KV head with
+    all its query heads (k/v projections and the cache shrink too; each layer keeps one group). Importance per query head: ``o_proj`` (default) the L2 norm of
     the head's column block in o_proj; ``activation`` the mean L2 norm of the head's contribution to the
     residual stream (its o_proj block times its attention output) on calibration tokens. Scores are
     divided by their layer's mean (Michel et al. 2019 normalise per layer too) unless ``:global`` keeps
     them raw. Layers get "one more head removed per group" in the order of the summed importance of the
     heads that step removes, lowest first, until R of all heads are gone; each group keeps one head.
+    With ``:groups`` a group's importance is the sum of its heads' and groups go lowest first.
 ``kv-cache=int8``
     K/V stored as int8 with one fp32 scale per token and KV head (``models.llama.quantize_kv``).
 ``mixed-precision=bf16``
@@ -49,8 +51,14 @@ MIXED_PRECISION = "mixed-precision"
 TRUNCATE_LAYERS = "truncate-layers"
 PRUNE_CRITERIA = ("o_proj", "activation")
 PRUNE_ALLOCATIONS = ("layer", "global")  # scores normalised per layer (default) or compared raw
-TRANSFORM_SYNTAX = "prune-heads=R[:o_proj|activation][:global], kv-cache=int8, mixed-precision=bf16, truncate-layers=N"
+PRUNE_UNITS = ("heads", "groups")  # query heads inside their KV groups (default), or whole KV groups
+TRANSFORM_SYNTAX = (
+    "prune-heads=R[:o_proj|activation][:global][:groups], kv-cache=int8, mixed-precision=bf16, truncate-layers=N"
+)
 CALIBRATION_TOKENS = 512  # tokens of calibration text the activation criterion reads by default
+
+
+_PRUNE_OPTIONS = {"criterion": PRUNE_CRITERIA, "allocation": PRUNE_ALLOCATIONS, "unit": PRUNE_UNITS}
 
 
 class TransformError(UserError, ValueError):
@@ -62,7 +70,8 @@ class Transform:
     """One transform: its parameters and, once planned, what it removed.
 
     ``removed`` (prune-heads): per layer, the indices of the query heads removed, counted among the
-    layer's heads before this transform.
+    layer's heads before this transform. A KV group all of whose query heads are removed loses its KV
+    head too (``unit=groups``).
     """
 
     name: str
@@ -79,7 +88,8 @@ class Transform:
             return f"{TRUNCATE_LAYERS}={self.param('layers')}"
         if self.name == PRUNE_HEADS:
             allocation = "" if self.param("allocation", "layer") == "layer" else f":{self.param('allocation')}"
-            return f"{PRUNE_HEADS}={self.param('ratio'):g}:{self.param('criterion')}{allocation}"
+            unit = "" if self.param("unit", "heads") == "heads" else f":{self.param('unit')}"
+            return f"{PRUNE_HEADS}={self.param('ratio'):g}:{self.param('criterion')}{allocation}{unit}"
         return f"{self.name}={self.param('value')}"
 
     def to_json(self, config_before: ModelConfig | None = None) -> dict[str, Any]:
@@ -88,8 +98,14 @@ class Transform:
             data["removed"] = {"query_heads_per_layer": [list(r) for r in self.removed]}
             if config_before is not None:
                 removed_heads = sum(len(r) for r in self.removed)
+                _, kv = pruned_head_counts(config_before, self.removed)
+                removed_kv = sum(config_before.layer_heads(i)[1] - n for i, n in enumerate(kv))
                 data["removed"]["query_heads"] = removed_heads
-                data["removed"]["parameters"] = 2 * removed_heads * config_before.head_dim * config_before.hidden_size
+                data["removed"]["kv_heads"] = removed_kv
+                data["removed"]["kv_heads_kept_per_layer"] = list(kv)
+                data["removed"]["parameters"] = (
+                    2 * (removed_heads + removed_kv) * config_before.head_dim * config_before.hidden_size
+                )
         return data
 
     @classmethod
@@ -116,14 +132,26 @@ def parse_transform(text: str) -> Transform:
         raise TransformError(f"--transform {text!r} needs a value; use one of: {TRANSFORM_SYNTAX}")
     value = value.strip()
     if name == PRUNE_HEADS:
-        ratio_text, _, rest = value.partition(":")
-        criterion, _, allocation = rest.partition(":")
+        ratio_text, *options = value.split(":")
         try:
             ratio = float(ratio_text)
         except ValueError:
             raise TransformError(f"--transform {text!r}: ratio {ratio_text!r} is not a number, e.g. 0.25") from None
-        params = (("allocation", allocation or "layer"), ("criterion", criterion or "o_proj"), ("ratio", ratio))
-        transform = Transform(PRUNE_HEADS, params)
+        chosen = {"allocation": "layer", "criterion": "o_proj", "unit": "heads"}
+        given: set[str] = set()
+        for option in options:  # any order: a criterion, an allocation, a unit, each at most once
+            kind = next((k for k, c in _PRUNE_OPTIONS.items() if option in c), None)
+            if kind is None or kind in given:
+                raise TransformError(
+                    f"--transform {text!r}: option {option!r} is unknown or repeated; choose at most one each of "
+                    + "; ".join(f"{k}: {', '.join(c)}" for k, c in _PRUNE_OPTIONS.items())
+                )
+            given.add(kind)
+            chosen[kind] = option
+        params = (*sorted(chosen.items()), ("ratio", ratio))
+        if chosen["unit"] == "heads":  # manifests of within-group pruning stay as they were
+            params = tuple(p for p in params if p[0] != "unit")
+        transform = Transform(PRUNE_HEADS, tuple(sorted(params)))
     elif name in (KV_CACHE, MIXED_PRECISION):
         transform = Transform(name, (("value", value),))
     elif name == TRUNCATE_LAYERS:
@@ -152,6 +180,10 @@ def check_transform(t: Transform) -> None:
         if t.param("allocation", "layer") not in PRUNE_ALLOCATIONS:
             raise TransformError(
                 f"prune-heads allocation {t.param('allocation')!r} is unknown; choose one of {', '.join(PRUNE_ALLOCATIONS)}"
+            )
+        if t.param("unit", "heads") not in PRUNE_UNITS:
+            raise TransformError(
+                f"prune-heads unit {t.param('unit')!r} is unknown; choose one of {', '.join(PRUNE_UNITS)}"
             )
     elif t.name == KV_CACHE:
         if t.param("value") != "int8":
@@ -254,17 +286,19 @@ def _is_block_linear(name: str) -> bool:
     return name.startswith("layers.") and (".attn.w" in name or ".mlp.w" in name)
 
 
-def remove_heads(
-    config: ModelConfig, state: Mapping[str, Any], removed: Sequence[Sequence[int]]
-) -> tuple[ModelConfig, dict[str, Any]]:
-    """Drop query heads ``removed[layer]`` physically: rows of wq, columns of wo. Each KV group of a
-    layer must lose the same number of heads and keep at least one (checked)."""
+def pruned_head_counts(
+    config: ModelConfig, removed: Sequence[Sequence[int]]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Per layer (query heads, KV heads) left after removing query heads ``removed[layer]``; checked.
+
+    A KV group that loses all its query heads loses its KV head; the other groups of the layer must each
+    lose the same number of heads and keep at least one, and the layer must keep one group."""
     if len(removed) != config.num_layers:
         raise TransformError(
             f"prune-heads records {len(removed)} layers but the model has {config.num_layers}; "
             "the manifest does not belong to this checkpoint"
         )
-    hd, out, heads, kv_heads = config.head_dim, dict(state), [], []
+    heads, kv_heads = [], []
     for layer, gone in enumerate(removed):
         n_h, n_kv = config.layer_heads(layer)
         group = n_h // n_kv
@@ -272,23 +306,44 @@ def remove_heads(
         if gone and (gone[0] < 0 or gone[-1] >= n_h):
             raise TransformError(f"prune-heads: layer {layer} has {n_h} query heads, cannot remove head {gone[-1]}")
         per_group = [sum(1 for h in gone if h // group == g) for g in range(n_kv)]
-        if len(set(per_group)) != 1 or per_group[0] >= group:
+        partial = [n for n in per_group if n < group]
+        if not partial or len(set(partial)) != 1:
             raise TransformError(
                 f"prune-heads: layer {layer} would lose {per_group} heads of its {n_kv} KV groups of {group}; "
-                "every group must lose the same number and keep at least one"
+                "a group loses all its heads or as many as the layer's other groups, and one group must remain"
             )
-        kept = [h for h in range(n_h) if h not in set(gone)]
-        if gone:
-            rows = [r for h in kept for r in range(h * hd, (h + 1) * hd)]
-            import torch
+        heads.append(n_h - len(gone))
+        kv_heads.append(len(partial))
+    return tuple(heads), tuple(kv_heads)
 
-            index = torch.tensor(rows, dtype=torch.long)
-            wq, wo = f"layers.{layer}.attn.wq.weight", f"layers.{layer}.attn.wo.weight"
-            out[wq] = state[wq].index_select(0, index).contiguous()  # (n_h' * hd, h)
-            out[wo] = state[wo].index_select(1, index).contiguous()  # (h, n_h' * hd)
-        heads.append(len(kept))
-        kv_heads.append(n_kv)
-    return config.with_layer_heads(tuple(heads), tuple(kv_heads)), out
+
+def remove_heads(
+    config: ModelConfig, state: Mapping[str, Any], removed: Sequence[Sequence[int]]
+) -> tuple[ModelConfig, dict[str, Any]]:
+    """Drop query heads ``removed[layer]`` physically: rows of wq, columns of wo; a KV group whose query
+    heads are all removed also loses its rows of wk and wv (``pruned_head_counts`` checks the shape)."""
+    import torch
+
+    heads, kv_heads = pruned_head_counts(config, removed)
+    hd, out = config.head_dim, dict(state)
+    for layer, gone in enumerate(removed):
+        if not gone:
+            continue
+        n_h, n_kv = config.layer_heads(layer)
+        group = n_h // n_kv
+        kept = [h for h in range(n_h) if h not in set(gone)]
+        kept_kv = sorted({h // group for h in kept})
+
+        def rows(units: Sequence[int]) -> Any:
+            return torch.tensor([r for u in units for r in range(u * hd, (u + 1) * hd)], dtype=torch.long)
+
+        prefix = f"layers.{layer}.attn."
+        out[prefix + "wq.weight"] = state[prefix + "wq.weight"].index_select(0, rows(kept)).contiguous()
+        out[prefix + "wo.weight"] = state[prefix + "wo.weight"].index_select(1, rows(kept)).contiguous()
+        if len(kept_kv) < n_kv:
+            for name in ("wk.weight", "wv.weight"):  # (n_kv * hd, h)
+                out[prefix + name] = state[prefix + name].index_select(0, rows(kept_kv)).contiguous()
+    return config.with_layer_heads(heads, kv_heads), out
 
 
 # ------------------------------------------------------------------------------------------ pruning
@@ -345,8 +400,8 @@ def plan_prune_heads(config: ModelConfig, state: Mapping[str, Any], t: Transform
     scores = head_importance(config, state, t.param("criterion"), calibration)
     if t.param("allocation", "layer") == "layer":
         scores = [s / s.mean().clamp(min=1e-12) for s in scores]  # relative to the layer's heads
-    removed = choose_heads(config, scores, t.param("ratio"))
-    return dataclasses.replace(t, removed=removed)
+    choose = choose_groups if t.param("unit", "heads") == "groups" else choose_heads
+    return dataclasses.replace(t, removed=choose(config, scores, t.param("ratio")))
 
 
 def choose_heads(config: ModelConfig, importance: Sequence[Any], ratio: float) -> tuple[tuple[int, ...], ...]:
@@ -383,6 +438,38 @@ def choose_heads(config: ModelConfig, importance: Sequence[Any], ratio: float) -
     return tuple(tuple(sorted(r)) for r in removed)
 
 
+def choose_groups(config: ModelConfig, importance: Sequence[Any], ratio: float) -> tuple[tuple[int, ...], ...]:
+    """Per layer, the query heads of the whole KV groups to remove so that ``ratio`` of all query heads
+    go (ratio 0: none). A group's importance is the sum of its heads'; groups are taken globally,
+    lowest first; each layer keeps its most important group."""
+    total = sum(config.layer_heads(i)[0] for i in range(config.num_layers))
+    target = round(ratio * total)
+    candidates = []  # (cost, layer, group, its query heads)
+    for layer in range(config.num_layers):
+        n_h, n_kv = config.layer_heads(layer)
+        group = n_h // n_kv
+        scores = [float(s) for s in importance[layer]]
+        groups = [
+            (sum(scores[g * group : (g + 1) * group]), layer, g, tuple(range(g * group, (g + 1) * group)))
+            for g in range(n_kv)
+        ]
+        candidates += sorted(groups)[:-1]  # the layer's most important group stays
+    removable = sum(len(c[3]) for c in candidates)
+    if target > removable:
+        raise TransformError(
+            f"prune-heads={ratio:g}:groups would remove {target} of {total} query heads, leaving a layer with "
+            f"no KV group (at most {removable} = {removable / total:.0%} can go); lower the ratio"
+        )
+    removed: list[list[int]] = [[] for _ in range(config.num_layers)]
+    count = 0
+    for _cost, layer, _g, heads in sorted(candidates):
+        if count >= target:
+            break
+        removed[layer].extend(heads)
+        count += len(heads)
+    return tuple(tuple(sorted(r)) for r in removed)
+
+
 def transforms_json(config: ModelConfig, transforms: Sequence[Transform]) -> list[dict[str, Any]]:
     """Manifest entries: each transform with its parameters and what it removed (counted on the config
     it was applied to)."""
@@ -390,9 +477,7 @@ def transforms_json(config: ModelConfig, transforms: Sequence[Transform]) -> lis
     for t in transforms:
         entries.append(t.to_json(config))
         if t.name == PRUNE_HEADS and t.removed is not None:
-            heads = tuple(config.layer_heads(i)[0] - len(r) for i, r in enumerate(t.removed))
-            kv = tuple(config.layer_heads(i)[1] for i in range(config.num_layers))
-            config = config.with_layer_heads(heads, kv)
+            config = config.with_layer_heads(*pruned_head_counts(config, t.removed))
         elif t.name == TRUNCATE_LAYERS:
             entries[-1]["removed"] = {"layers": config.num_layers - t.param("layers")}
             config = truncate_layers(config, {}, t.param("layers"))[0]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make optimize: every optimisation transform on SmolLM2 (real weights) -- perplexity / KL / top-1
 # against the untransformed transformers reference, and speed / memory / size from `tinyexport bench`.
-# Short on purpose (the machine is shared): the first TOKENS tokens of Macbeth, a short bench. ONNX=1 adds exported rows.
+# Short on purpose (the machine is shared): the first TOKENS tokens of Macbeth, a short bench.
+# EXPORTED=1 adds ONNX (FORMATS="onnx tflite": and TFLite) artefact rows and the plots.
 set -euo pipefail
 TE=${TE:-.venv/bin/tinyexport}
 PY=${PY:-.venv/bin/python}
@@ -22,6 +23,8 @@ methods=(
   "prune-heads-0.25|--transform prune-heads=0.25"
   "prune-heads-0.5|--transform prune-heads=0.5"
   "prune-heads-0.25-activation|--transform prune-heads=0.25:activation"
+  "prune-groups-0.25|--transform prune-heads=0.25:groups"
+  "prune-groups-0.25-activation|--transform prune-heads=0.25:activation:groups"
   "kv-int8|--kv-cache int8"
   "bf16|--transform mixed-precision=bf16"
   "prune-heads-0.25+kv-int8|--transform prune-heads=0.25 --kv-cache int8"
@@ -35,20 +38,44 @@ for entry in "${methods[@]}"; do
   [ -s "$OUT/bench-$slug.json" ] || "$TE" bench --torch=standard "${args[@]}" "${BENCH[@]}" --json "$OUT/bench-$slug.json"
 done
 
-if [ "${ONNX:-0}" = 1 ]; then
-  onnx=(
-    "onnx|"
-    "onnx+prune-heads-0.25|--transform prune-heads=0.25"
-    "onnx+kv-int8|--kv-cache int8"
+# Exported rows (EXPORTED=1; ONNX=1 is the old name): convert each artefact, then ONE eval of all of them
+# (one reference), ONE `tinyexport bench` run over all of them (peak RSS, size, wall tok/s, each in its own
+# process) and ONE interleaved CPU-clock decode run (scripts/optimize_decode.py: the speed ratios).
+# FORMATS="onnx tflite" picks the formats (TFLite conversions take ~10x longer than ONNX here);
+# EXPORTED_ONLY="fp32 int8 ..." converts and measures only these rows.
+if [ "${EXPORTED:-${ONNX:-0}}" = 1 ]; then
+  ARTS=${ARTS:-out/optimize}
+  exported=(
+    "fp32|fp32|"
+    "fp16|fp16|"
+    "int8|dynamic_int8|"
+    "int4|int4_block32|"
+    "int8+prune-heads-0.1|dynamic_int8|--transform prune-heads=0.1"
+    "int8+prune-heads-0.25|dynamic_int8|--transform prune-heads=0.25"
+    "int8+prune-heads-0.5|dynamic_int8|--transform prune-heads=0.5"
+    "int8+prune-heads-0.25-activation|dynamic_int8|--transform prune-heads=0.25:activation"
+    "int8+prune-groups-0.25-activation|dynamic_int8|--transform prune-heads=0.25:activation:groups"
+    "fp32+kv-int8|fp32|--kv-cache int8"
+    "int8+kv-int8|dynamic_int8|--kv-cache int8"
   )
-  for entry in "${onnx[@]}"; do
-    slug=${entry%%|*}
-    read -r -a args <<< "${entry#*|}"
-    art="out/optimize/smollm2-135m_$slug"
-    [ -d "$art" ] || "$TE" convert --format onnx "${args[@]}" --kv-cache-max-len 1024 -o "$art"
-    [ -s "$OUT/eval-$slug.json" ] || "$TE" eval perplexity "$art" --max-tokens "$TOKENS" --window "$WINDOW" --stride "$STRIDE" --json "$OUT/eval-$slug.json"
-    [ -s "$OUT/bench-$slug.json" ] || "$TE" bench "$art" "${BENCH[@]}" --json "$OUT/bench-$slug.json"
+  for fmt in ${FORMATS:-onnx}; do
+    arts=()
+    for entry in "${exported[@]}"; do
+      IFS='|' read -r slug recipe extra <<< "$entry"
+      if [ -n "${EXPORTED_ONLY:-}" ] && [[ " $EXPORTED_ONLY " != *" $slug "* ]]; then continue; fi
+      read -r -a args <<< "$extra"
+      art="$ARTS/smollm2-135m_${fmt}_$slug"
+      echo "== $fmt $slug"
+      [ -d "$art" ] || "$TE" convert --format "$fmt" --quantize "$recipe" "${args[@]}" --kv-cache-max-len 1024 -o "$art"
+      arts+=("$art")
+    done
+    [ -s "$OUT/eval-exported-$fmt.json" ] || "$TE" eval perplexity "${arts[@]}" --max-tokens "$TOKENS" --window "$WINDOW" --stride "$STRIDE" --json "$OUT/eval-exported-$fmt.json"
+    [ -s "$OUT/bench-exported-$fmt.json" ] || "$TE" bench "${arts[@]}" "${BENCH[@]}" --json "$OUT/bench-exported-$fmt.json"
+    labelled=()
+    for art in "${arts[@]}"; do labelled+=("$(basename "$art")=$art"); done
+    [ -s "$OUT/decode-exported-$fmt.json" ] || "$PY" scripts/optimize_decode.py "$OUT/decode-exported-$fmt.json" "${labelled[@]}"
   done
+  "$PY" scripts/optimize_plots.py "$OUT"
 fi
 "$PY" scripts/optimize_table.py "$OUT" > "$OUT/README.md"
 cat "$OUT/README.md"

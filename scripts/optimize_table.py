@@ -43,6 +43,80 @@ def _rows(directory: Path) -> list[str]:
     return lines
 
 
+def exported_rows(directory: Path, fmt: str) -> list[dict]:
+    """One dict per artefact of ``make optimize``'s exported section for ``fmt``: quality from
+    eval-exported-FMT.json, peak RSS / size / wall tok/s from bench-exported-FMT.json, interleaved CPU
+    ms/token from decode-exported-FMT.json (whichever exist)."""
+
+    def load(kind: str) -> dict:
+        """Every ``KIND-exported-*.json`` (one per format from the script; runs split by hand add more):
+        their candidates / rows merged (same protocol; the eval reference is the stored one)."""
+        merged: dict = {}
+        for path in sorted(directory.glob(f"{kind}-exported-*.json")):
+            doc = json.loads(path.read_text())
+            key = "rows" if "rows" in doc else "candidates"
+            previous = merged.get(key, [])
+            merged = {**doc, key: previous + [r for r in doc[key] if r not in previous]}
+        return merged
+
+    evals, bench, decode = load("eval"), load("bench"), load("decode")
+    quality = {r["name"]: r for r in evals.get("candidates", []) if r["name"] != "hf"}
+    speed = {Path(r["path"]).name if r.get("path") else r["name"]: r for r in bench.get("candidates", [])}
+    cpu = {r["label"]: r for r in decode.get("rows", [])}
+    names = [n for n in dict.fromkeys([*quality, *speed, *cpu]) if f"_{fmt}_" in n]  # smollm2-135m_FMT_SLUG
+    first = ("fp32", "fp16", "int8", "int4")
+    slug = lambda n: n.split(f"_{fmt}_", 1)[-1]  # noqa: E731
+    names.sort(key=lambda n: (first.index(slug(n)) if slug(n) in first else len(first), slug(n)))
+    rows = []
+    for name in names:
+        q, b, c = quality.get(name), speed.get(name), cpu.get(name)
+        rows.append(
+            {
+                "name": name,
+                "slug": name.split(f"_{fmt}_", 1)[-1],
+                "size_mb": b["size_bytes"] / 1e6 if b else None,
+                "peak_rss_mb": b.get("peak_rss_mb") if b else None,
+                "decode_tok_s": (b.get("decode_tok_s") or {}).get("median") if b else None,
+                "cpu_ms": c["cpu_ms_per_token"] if c else None,
+                "vs_first": c["vs_first"] if c else None,
+                "perplexity": q["perplexity"] if q else None,
+                "delta_ppl": q["delta_ppl"] if q else None,
+                "kl_mean": q["kl_mean"] if q else None,
+                "top1": q["top1_agreement"] if q else None,
+                "reference_ppl": next(
+                    (r["perplexity"] for r in evals.get("candidates", []) if r["name"] == "hf"), None
+                ),
+            }
+        )
+    return rows
+
+
+def _fmt(value, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def exported_table(directory: Path, fmt: str) -> list[str]:
+    rows = exported_rows(directory, fmt)
+    if not rows:
+        return []
+    lines = [
+        f"### {fmt}",
+        "",
+        "| Method | decode tok/s (bench, wall) | CPU ms/token (interleaved) | ms/token vs first | Memory MB (peak RSS) "
+        "| Model size MB | Perplexity | Δppl | Δppl % | KL mean | top-1 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        pct = None if r["delta_ppl"] is None else 100 * r["delta_ppl"] / r["reference_ppl"]
+        lines.append(
+            f"| {r['slug']} | {_fmt(r['decode_tok_s'], '.1f')} | {_fmt(r['cpu_ms'], '.2f')} "
+            f"| {_fmt(r['vs_first'], '.2f')}{'x' if r['vs_first'] is not None else ''} | {_fmt(r['peak_rss_mb'], '.0f')} "
+            f"| {_fmt(r['size_mb'], '.1f')} | {_fmt(r['perplexity'], '.3f')} | {_fmt(r['delta_ppl'], '+.3f')} "
+            f"| {_fmt(pct, '+.2f')} | {_fmt(r['kl_mean'], '.4f')} | {_fmt(r['top1'], '.3f')} |"
+        )
+    return [*lines, ""]
+
+
 HEADER = """# `make optimize`: transforms on SmolLM2-135M (real weights)
 
 Quality: `tinyexport eval perplexity [--transform ...] --max-tokens 512 --window 512 --stride 256` (first
@@ -59,10 +133,33 @@ on a quiet machine): its timings are kept in `bench-*.json` but not shown. The i
 speeds are absolute numbers under that load too; only the "vs baseline" column is comparable, and
 only differences well above ~20% mean anything. Perplexity, KL and top-1 are deterministic.
 `prune-heads-0.1-global` was run before per-layer normalisation existed, so its label lacks `:global`:
-it is `prune-heads=0.1:o_proj:global` (raw o_proj norms compared across layers).
+it is `prune-heads=0.1:o_proj:global` (raw o_proj norms compared across layers). `prune-groups-*` remove
+whole KV groups (`prune-heads=0.25[:activation]:groups`): the same 69 query heads as `prune-heads-0.25`
+plus 23 of the 90 KV heads.
+"""
+
+
+EXPORTED_HEADER = """
+## Exported artefacts (`EXPORTED=1 make optimize`)
+
+Every artefact converted with a 1024-slot cache. Quality: ONE `tinyexport eval perplexity ART...` run
+(same protocol and reference as above). Memory, size and wall-clock decode tok/s: ONE `tinyexport bench
+ART...` run (each artefact in its own process, prompt 64 + 32 tokens, 2 threads; wall time on a shared
+machine). CPU ms/token: `scripts/optimize_decode.py`, all artefacts in one process, one runtime thread,
+prompt 64 then 16 decode steps, interleaved over 5 rounds, this process's CPU time (robust to the other
+jobs' load); "ms/token vs first" is the median per-round ratio of that time to the first row's (fp32):
+below 1 is faster. Plots: `size_vs_ppl.png`,
+`size_vs_speed.png`.
 """
 
 
 if __name__ == "__main__":
     print(HEADER)
     print("\n".join(_rows(Path(sys.argv[1]))))
+    exported = [line for fmt in ("onnx", "tflite") for line in exported_table(Path(sys.argv[1]), fmt)]
+    if exported:
+        print(EXPORTED_HEADER)
+        print("\n".join(exported))
+    notes = Path(sys.argv[1]) / "seed_comparison.md"  # hand-written: the seed's claims beside ours
+    if notes.is_file():
+        print(notes.read_text())

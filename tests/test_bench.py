@@ -4,6 +4,7 @@ the roofline arithmetic, and bad input. No timing thresholds: only relations tha
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 
@@ -131,6 +132,12 @@ def test_fixed_cache_reads_every_slot_growing_reads_the_filled_ones():
     assert fixed.bytes_per_token(10) == fixed.bytes_per_token(900) == size + 1024 * per_slot  # tied: all weights read
     assert growing.bytes_per_token(10) == size + 11 * per_slot
     assert growing.bytes_per_token(1023) == fixed.bytes_per_token(1023)
+    # int8 cache: 1 byte per element + one fp32 scale per head and slot; whole-group pruning: KV heads per layer
+    int8 = dataclasses.replace(SMOLLM2_135M, kv_cache_dtype="int8")
+    assert MemoryModel(int8, size, "fixed", capacity=1024).kv_bytes_per_slot == 2 * 30 * 3 * (64 + 4)
+    kv = (1,) * 10 + (3,) * 20
+    grouped = SMOLLM2_135M.with_layer_heads(tuple(3 * k for k in kv), kv)
+    assert MemoryModel(grouped, size, "fixed", capacity=1024).kv_bytes_per_slot == 2 * (10 + 60) * 64 * 4
     # Untied embedding table: only one row is gathered per token.
     untied = MemoryModel(TINYLLAMA_1_1B, 4 * TINYLLAMA_1_1B.num_parameters(), "growing", capacity=2048)
     assert untied.weight_bytes_per_token == pytest.approx(4 * (TINYLLAMA_1_1B.num_parameters() - 32000 * 2048 + 2048))

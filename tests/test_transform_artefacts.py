@@ -25,8 +25,17 @@ PROMPT = np.random.default_rng(5).integers(0, 256, 11)
 G3 = dataclasses.replace(TINY, num_heads=6, num_kv_heads=2, num_layers=3)
 # layer 0 keeps 4 of 6 heads (groups of 2), layer 1 all 6, layer 2 keeps 2 (groups of 1)
 PRUNE = Transform("prune-heads", (("criterion", "o_proj"), ("ratio", 0.33)), ((0, 4), (), (1, 2, 3, 5)))
+# whole KV groups: layer 0 keeps group 1 (3 heads, 1 KV head), layer 1 all, layer 2 loses group 0 and
+# one head of group 1 (2 heads, 1 KV head): per-layer KV heads (1, 2, 1)
+GROUPS = Transform(
+    "prune-heads",
+    (("criterion", "o_proj"), ("ratio", 0.33), ("unit", "groups")),
+    ((0, 1, 2), (), (0, 1, 2, 5)),
+)
 CASES = {
     "prune": (PRUNE,),
+    "groups": (GROUPS,),
+    "groups_kvint8": (GROUPS, *parse_transforms([], kv_cache="int8")),
     "kvint8": parse_transforms([], kv_cache="int8"),
     "prune_kvint8": (PRUNE, *parse_transforms([], kv_cache="int8")),
 }
@@ -40,7 +49,16 @@ def source(tmp_path_factory):
     return directory, open_checkpoint(str(directory))
 
 
+_EXPORTED: dict[tuple[str, str], tuple] = {}  # each (format, case) converted once per session
+
+
 def _export(source, tmp_path_factory, fmt: str, case: str):
+    if (fmt, case) not in _EXPORTED:
+        _EXPORTED[fmt, case] = _convert(source, tmp_path_factory, fmt, case)
+    return _EXPORTED[fmt, case]
+
+
+def _convert(source, tmp_path_factory, fmt: str, case: str):
     from tinyexport.resolve import transform
 
     directory, ckpt = source
@@ -78,6 +96,10 @@ def test_artefact_equals_transformed_torch(source, tmp_path_factory, fmt: str, c
         assert recorded[0]["removed"]["query_heads_per_layer"] == [[0, 4], [], [1, 2, 3, 5]]
         assert recorded[0]["removed"]["query_heads"] == 6
         assert art.config.num_heads_per_layer == (4, 6, 2)
+    if "groups" in case:
+        assert recorded[0]["removed"]["kv_heads"] == 2
+        assert art.config.num_heads_per_layer == (3, 6, 2) and art.config.num_kv_heads_per_layer == (1, 2, 1)
+        assert _graph_kv_heads(art, fmt) == [1, 2, 1]
     if "kvint8" in case:
         assert art.config.kv_cache_dtype == "int8"
     # round trip: the source checkpoint + the manifest's transforms = the manifest's model
@@ -86,21 +108,50 @@ def test_artefact_equals_transformed_torch(source, tmp_path_factory, fmt: str, c
     assert transform(source[1], artefact_transforms(art)).config == art.config
 
 
+def _graph_kv_heads(art, fmt: str) -> list[int]:
+    """Per layer, the KV-head dimension of the graph's own key-cache tensors (read from the file, not
+    the manifest): TFLite decode inputs and outputs; ONNX past inputs and present outputs."""
+    n = art.config.num_layers
+    if fmt == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        runner = Interpreter(model_path=str(art.model_path)).get_signature_runner("decode")
+        ins, outs = runner.get_input_details(), runner.get_output_details()
+        heads = [int(ins[f"kv_cache_k_{i}"]["shape"][1]) for i in range(n)]
+        assert heads == [int(outs[f"kv_cache_k_{i}"]["shape"][1]) for i in range(n)]
+        return heads
+    import onnx
+
+    graph = onnx.load(str(art.model_path), load_external_data=False).graph
+
+    def dims(values, prefix: str) -> list[int]:
+        shapes = {v.name: v.type.tensor_type.shape.dim for v in values}
+        return [shapes[f"{prefix}.{i}.key"][1].dim_value for i in range(n)]
+
+    heads = dims(graph.input, "past_key_values")
+    assert heads == dims(graph.output, "present")
+    return heads
+
+
 @pytest.mark.parametrize("fmt", ["tflite", "onnx"])
 def test_pruned_artefact_is_smaller(source, tmp_path_factory, fmt: str) -> None:
     _, plain = _export(source, tmp_path_factory, fmt, "kvint8")  # same weights as the source
-    _, pruned = _export(source, tmp_path_factory, fmt, "prune")
-    assert pruned.size_bytes() < plain.size_bytes()
-    saved = plain.manifest["weight_bytes"] - pruned.manifest["weight_bytes"]
-    assert saved >= 4 * pruned.manifest["transforms"][0]["removed"]["parameters"] * 0.99
+    for case in ("prune", "groups"):
+        _, pruned = _export(source, tmp_path_factory, fmt, case)
+        assert pruned.size_bytes() < plain.size_bytes()
+        saved = plain.manifest["weight_bytes"] - pruned.manifest["weight_bytes"]
+        assert saved >= 4 * pruned.manifest["transforms"][0]["removed"]["parameters"] * 0.99
 
 
 @pytest.mark.parametrize("fmt", ["tflite", "onnx"])
-def test_manifest_that_disagrees_with_graph_refused(source, tmp_path_factory, fmt: str) -> None:
+def test_manifest_that_disagrees_with_graph_refused(source, tmp_path_factory, tmp_path, fmt: str) -> None:
     """A manifest edited to claim other heads than its graph has: the runner refuses in one line."""
+    import shutil
+
     from tinyexport.artefact import MANIFEST, write_manifest
 
-    _, art = _export(source, tmp_path_factory, fmt, "prune")
+    _, exported = _export(source, tmp_path_factory, fmt, "prune")
+    art = load_artefact(shutil.copytree(exported.path, tmp_path / "edited"))  # the shared export stays intact
     manifest = dict(art.manifest)
     manifest["model_config"] = dict(
         manifest["model_config"], num_kv_heads_per_layer=[2, 2, 1], num_heads_per_layer=[4, 6, 2]

@@ -15,6 +15,7 @@ from tinyexport.models.transforms import (
     Transform,
     TransformError,
     apply_transforms,
+    choose_groups,
     choose_heads,
     head_importance,
     parse_transform,
@@ -242,3 +243,77 @@ def test_truncate_layers_after_pruning_round_trips() -> None:
     assert back == planned and apply_transforms(G3, _state(G3), back)[0] == config
     with pytest.raises(TransformError, match="keep between 1 and 2"):
         apply_transforms(G3, state, parse_transforms(["truncate-layers=3"]))
+
+
+# ------------------------------------------------------------------------------------------ whole KV groups
+@pytest.mark.parametrize("removed", [((0, 1, 2), (), (3, 4, 5)), ((3, 4, 5), (0, 1, 2, 4), ())])
+def test_group_pruned_equals_masked(removed) -> None:
+    """Removing a KV group (its K/V rows and its query heads) = zeroing its heads' o_proj columns; also
+    mixed with within-group removal in one layer (layer 1: group 0 whole, one head of group 1)."""
+    state = _state(G3, seed=6)
+    config, pruned = remove_heads(G3, state, removed)
+    kept_kv = [2 - sum(1 for g in range(2) if all(h in r for h in range(3 * g, 3 * g + 3))) for r in removed]
+    assert [config.layer_heads(i)[1] for i in range(3)] == kept_kv
+    for layer, n_kv in enumerate(kept_kv):
+        assert pruned[f"layers.{layer}.attn.wk.weight"].shape[0] == n_kv * G3.head_dim
+        assert pruned[f"layers.{layer}.attn.wv.weight"].shape[0] == n_kv * G3.head_dim
+    # the kept K/V rows are the kept group's rows of the source
+    hd, kept = G3.head_dim, 1 if 0 in removed[0] else 0
+    assert torch.equal(pruned["layers.0.attn.wk.weight"], state["layers.0.attn.wk.weight"][kept * hd : (kept + 1) * hd])
+    got, want = _run(config, pruned, TOKENS), _run(G3, _masked(G3, state, removed), TOKENS)
+    assert (got - want).abs().max().item() < 1e-5
+    assert (want - _run(G3, state, TOKENS)).abs().max().item() > 1e-3
+
+
+@pytest.mark.parametrize("criterion", ["o_proj", "activation"])
+def test_planned_group_pruning(criterion: str) -> None:
+    """prune-heads=R:groups removes whole groups (never a layer's last), lowest summed importance first."""
+    state = _state(G3, seed=7)
+    t = parse_transform(f"prune-heads=0.34:{criterion}:groups")
+    assert t.param("unit") == "groups" and t.label == f"prune-heads=0.34:{criterion}:groups"
+    config, pruned, (planned,) = apply_transforms(G3, state, [t], calibration=TOKENS[None])
+    assert sum(len(r) for r in planned.removed) == 6  # round(0.34 * 18) = 6 heads = 2 whole groups
+    assert all(len(r) in (0, 3) for r in planned.removed)  # whole groups only, each layer keeps one
+    assert sum(config.layer_heads(i)[1] for i in range(3)) == 4
+    got = _run(config, pruned, TOKENS)
+    want = _run(G3, _masked(G3, state, planned.removed), TOKENS)
+    assert (got - want).abs().max().item() < 1e-5
+    entry = planned.to_json(G3)
+    assert entry["removed"]["kv_heads"] == 2 and entry["params"]["unit"] == "groups"
+    assert entry["removed"]["parameters"] == 2 * (6 + 2) * G3.head_dim * G3.hidden_size
+    assert G3.num_parameters() - config.num_parameters() == entry["removed"]["parameters"]
+    assert Transform.from_json(entry) == planned
+
+
+def test_group_choice_follows_summed_importance() -> None:
+    state = _state(G3, seed=8)
+    hd = G3.head_dim
+    for layer in range(3):  # make group 1 of every layer ten times weaker, layer 2's the weakest
+        w = state[f"layers.{layer}.attn.wo.weight"]
+        w[:, 3 * hd :] *= 0.1 if layer < 2 else 0.01
+    (removed,) = [choose_groups(G3, head_importance(G3, state, "o_proj"), 0.1)]  # round(1.8) = 2 -> one group
+    assert removed == ((), (), (3, 4, 5))
+
+
+def test_group_ratio_zero_is_identity() -> None:
+    state = _state(G3)
+    removed = choose_groups(G3, head_importance(G3, state, "o_proj"), 0.0)
+    assert removed == ((), (), ())
+    config, pruned = remove_heads(G3, state, removed)
+    assert config == G3 and all(torch.equal(pruned[k], state[k]) for k in state)
+
+
+def test_group_ratio_that_empties_a_layer_refused() -> None:
+    state = _state(G3)  # 2 groups per layer: at most half the heads can go as whole groups
+    with pytest.raises(TransformError, match="no KV group"):
+        apply_transforms(G3, state, [parse_transform("prune-heads=0.6:groups")])
+    with pytest.raises(TransformError, match="one group must remain"):
+        remove_heads(G3, state, ((0, 1, 2, 3, 4, 5), (), ()))
+    with pytest.raises(TransformError, match="unknown or repeated"):
+        parse_transform("prune-heads=0.2:groups:groups")
+
+
+def test_uniform_group_pruning_collapses_to_plain_gqa() -> None:
+    state = _state(G3)
+    config, _ = remove_heads(G3, state, ((3, 4, 5), (0, 1, 2), (0, 1, 2)))
+    assert (config.num_heads, config.num_kv_heads, config.num_heads_per_layer) == (3, 1, None)

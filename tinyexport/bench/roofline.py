@@ -63,8 +63,12 @@ class MemoryModel:
 
     @property
     def kv_bytes_per_slot(self) -> int:
+        """K and V bytes of one cache slot, summed over layers (KV heads may differ per layer after
+        ``prune-heads=R:groups``); an int8 cache holds 1 byte per element plus a 4-byte scale per head."""
         c = self.config
-        return 2 * c.num_layers * c.num_kv_heads * c.head_dim * self.kv_dtype_bytes
+        kv_heads = sum(c.layer_heads(i)[1] for i in range(c.num_layers))
+        per_head = c.head_dim + 4 if c.kv_cache_dtype == "int8" else c.head_dim * self.kv_dtype_bytes
+        return 2 * kv_heads * per_head
 
     def kv_slots_read(self, fill: int) -> int:
         """Slots read by a decode step that starts with ``fill`` tokens in the cache."""

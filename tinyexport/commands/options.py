@@ -76,9 +76,11 @@ def transform_options(func: Callable) -> Callable:
         "transforms",
         multiple=True,
         metavar="NAME=VALUE",
-        help="Optimisation transform of the checkpoint, repeatable, applied in order: prune-heads=R[:o_proj|activation] "
-        "(remove a fraction R of the query heads), kv-cache=int8, mixed-precision=bf16 (torch only), "
-        "truncate-layers=N (keep the first N layers: an early-exit self-draft).",
+        help="Optimisation transform of the checkpoint, repeatable, applied in order: "
+        "prune-heads=R[:o_proj|activation][:global][:groups] (remove a fraction R of the query heads: within "
+        "their KV groups, or :groups whole KV groups with their K/V heads; :global ranks raw scores across "
+        "layers), kv-cache=int8, mixed-precision=bf16 (torch only), truncate-layers=N (keep the first N "
+        "layers: an early-exit self-draft).",
     )(func)
 
 
