@@ -77,6 +77,33 @@ def quantize_linears(model: Any, recipe: ETRecipe) -> None:
         quantize_(model, Int8DynamicActivationIntxWeightConfig(weight_dtype=dtype, weight_granularity=granularity))
 
 
+def delegable_norms(model: Any) -> None:
+    """Swap every RMSNorm for one whose mean is over the two innermost dims of a 4-D view, the form the
+    XNNPACK delegate takes (a 3-D mean stays outside it and splits each layer into more delegate calls)."""
+    import torch
+    from torch import nn
+
+    from tinyexport.models.llama import RMSNorm
+
+    class PooledRMSNorm(nn.Module):
+        def __init__(self, norm: RMSNorm) -> None:
+            super().__init__()
+            self.eps = norm.eps
+            self.weight = norm.weight
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x32 = x.float()
+            b, t, _ = x32.shape
+            square = x32.pow(2).unsqueeze(-1)  # (B, T, h, 1)
+            mean = square.mean(dim=(2, 3), keepdim=True).view(b, t, 1)  # (B, T, 1)
+            return self.weight * (x32 * torch.rsqrt(mean + self.eps)).to(x.dtype)
+
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, RMSNorm):
+                setattr(parent, name, PooledRMSNorm(child))
+
+
 def cached_module(model: Any, kv_cache_max_len: int, prefill_logits: str) -> Any:
     """``model`` with its KV cache as buffers; ``forward(tokens, input_pos) -> logits``, ``reset(x) -> x``."""
     import torch
@@ -159,6 +186,7 @@ def convert(
         flash_block_size=export.flash_block_size,
         kv_writer=KV_WRITERS["index_copy_inplace"],
     ).eval()
+    delegable_norms(model)
     if recipe.weight_bits:
         progress(f"quantizing the linear layers (torchao, {export.recipe})")
         quantize_linears(model, recipe)
@@ -175,6 +203,8 @@ def convert(
         ExecutorchBackendConfig(
             memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False, share_mutable_buffers=True),
             emit_mutable_buffer_names=True,
+            # the cache writes become index_put on the buffers: write them in place, not into a copy per call
+            run_reinplace_pass=True,
         )
     )
     data = program.buffer
