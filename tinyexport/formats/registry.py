@@ -25,6 +25,9 @@ class Format:
     # True: which prefill positions get logits is chosen when the runner opens (its ``logits="all"|"last"``
     # option), not baked into the file; verify and eval then ask for every position.
     runtime_logits: bool = False
+    # True: the runtime itself loads torch (ExecuTorch's Python pybindings link libtorch), so the format
+    # cannot run in a torch-free install the way TFLite, ONNX and GGUF artefacts do.
+    runtime_needs_torch: bool = False
 
 
 FORMATS: Mapping[str, Format] = MappingProxyType(
@@ -65,6 +68,7 @@ FORMATS: Mapping[str, Format] = MappingProxyType(
                 "tinyexport.converters.executorch:convert",
                 "tinyexport.runners.executorch_runner:ExecuTorchRunner",
                 "executorch",
+                runtime_needs_torch=True,
             ),
         )
     }
