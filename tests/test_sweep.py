@@ -19,8 +19,8 @@ from .cli_helpers import Result, assert_bad_input
 from .eval_helpers import tiny_text_checkpoint
 
 
-def cli(*args, cache, timeout=1200) -> Result:
-    env = dict(os.environ, TINYEXPORT_CACHE=str(cache), TINYEXPORT_NO_RECORD="")
+def cli(*args, cache, timeout=1200, env=None) -> Result:
+    env = dict(os.environ, TINYEXPORT_CACHE=str(cache), TINYEXPORT_NO_RECORD="", **(env or {}))
     proc = subprocess.run(
         [sys.executable, "-m", "tinyexport", *args], capture_output=True, text=True, env=env, timeout=timeout
     )
@@ -72,6 +72,26 @@ def test_matrix_cells_and_keys():
     assert SweepMatrix(max_kl=0.1).cells()[0].key == SweepMatrix().cells()[0].key  # the gate is not a cell setting
 
 
+def test_transform_axis_also_blocks_and_recipes_a_format_lacks():
+    m = SweepMatrix(
+        formats=("onnx", "tflite"),
+        recipes=("fp32", "weight_only_int8"),
+        transforms=("none", "prune-heads=0.25"),
+        also=({"formats": ("onnx",), "recipes": ("dynamic_int8",), "transforms": ("prune-heads=0.25+kv-cache=int8",)},),
+    ).check()
+    assert m.skipped() == [("onnx", "weight_only_int8")]  # ONNX has no weight-only recipe: left out
+    names = [c.name for c in m.cells()]
+    assert len(names) == 6 + 1 and "smollm2-135m_onnx_weight_only_int8_kv1024" not in names
+    assert "smollm2-135m_tflite_fp32_kv1024_prune-heads-0.25" in names
+    combo = next(c for c in m.cells() if c.recipe == "dynamic_int8")
+    assert combo.transforms == ("prune-heads=0.25", "kv-cache=int8")
+    assert combo.name.endswith("_prune-heads-0.25_kv-cache-int8")
+    # a cell without transforms keeps the key it had before the axis existed (resume across versions)
+    plain = next(c for c in m.cells() if c.format == "onnx" and c.recipe == "fp32" and not c.transform)
+    assert plain.key == SweepMatrix(recipes=("fp32",)).cells()[0].key
+    assert len({c.key for c in m.cells()}) == 7
+
+
 @pytest.mark.parametrize(
     "toml, fragments",
     [
@@ -80,6 +100,12 @@ def test_matrix_cells_and_keys():
         ('recipes = ["int3"]\n', ("unknown recipe(s) int3",)),
         ("formats = [\n", ("not valid TOML",)),
         ("cache_lengths = [16]\n", ("cache length(s) [16]", "window")),
+        (
+            'formats = ["gguf"]\ntransforms = ["kv-cache=int8"]\n',
+            ("transform set 'kv-cache=int8'", "gguf cannot carry"),
+        ),
+        ('transforms = ["prune-heads=two"]\n', ("transform set 'prune-heads=two'",)),
+        ('[[also]]\nrecipe = ["fp32"]\n', ("unknown key(s) also.recipe",)),
     ],
 )
 def test_bad_matrix_files_exit_2_naming_the_key(tmp_path, toml, fragments):
@@ -93,9 +119,8 @@ def test_bad_gate_value(tmp_path):
     assert_bad_input(cli("sweep", "--max-dppl", "two", cache=tmp_path), "--max-dppl 'two'")
 
 
-def test_sweep_runs_records_resumes_and_ranks(tmp_path):
-    ckpt = tiny_text_checkpoint(tmp_path / "tiny")
-    text = tmp_path / "text.txt"
+def sweep_text(path):
+    """300 words of a 16-word vocabulary: an eval text the tiny tokenizer covers."""
     words = [
         "the",
         "quick",
@@ -115,7 +140,13 @@ def test_sweep_runs_records_resumes_and_ranks(tmp_path):
         "walls",
     ]
     rng = random.Random(0)
-    text.write_text(" ".join(rng.choice(words) for _ in range(300)))
+    path.write_text(" ".join(rng.choice(words) for _ in range(300)))
+    return path
+
+
+def test_sweep_runs_records_resumes_and_ranks(tmp_path):
+    ckpt = tiny_text_checkpoint(tmp_path / "tiny")
+    text = sweep_text(tmp_path / "text.txt")
     (tmp_path / "matrix.toml").write_text(
         f'checkpoints = ["{ckpt}"]\nformats = ["onnx"]\ncache_lengths = [128]\ntext = "{text}"\n'
         "max_tokens = 256\nwindow = 64\nprompt_len = 8\nnew_tokens = 8\nrepeats = 2\nverify = false\n"

@@ -30,7 +30,7 @@ class ReportInputError(UserError, ValueError):
 
 
 def load_document(path: Path) -> tuple[str, dict[str, Any]]:
-    """(kind, document) with kind ``"bench"``, ``"eval"`` or ``"suite"``."""
+    """(kind, document) with kind ``"bench"``, ``"eval"``, ``"suite"``, ``"sweep"`` or ``"scaling"``."""
     path = Path(path)
     if not path.is_file():
         raise ReportInputError(
@@ -57,9 +57,13 @@ def classify(doc: Any, where: str) -> str:
         return "eval"
     if isinstance(doc, dict) and {"checkpoint", "models", "tasks"} <= set(doc) and isinstance(doc["tasks"], list):
         return "suite"
+    if isinstance(doc, dict) and doc.get("kind") == "tinyexport-sweep" and isinstance(doc.get("cells"), list):
+        return "sweep"
+    if isinstance(doc, dict) and doc.get("kind") == "tinyexport-scaling" and isinstance(doc.get("rows"), list):
+        return "scaling"
     raise ReportInputError(
         f"{where} is neither a bench document (`tinyexport bench --json`) nor an eval document "
-        "(`tinyexport eval --json`)"
+        "(`tinyexport eval --json`) nor a sweep's sweep.json"
     )
 
 
@@ -234,6 +238,145 @@ def candidate_sizes(bench_docs: list[dict[str, Any]]) -> dict[str, float]:
     return {name: next(iter(v)) for name, v in seen.items() if len(v) == 1}
 
 
+def sweep_section(doc: dict[str, Any], out: Path, prefix: str) -> list[str]:
+    """The sweep's ranked cells (gate, Pareto front, recommendation) and size / speed / KL plots."""
+    gate = doc.get("gate") or {}
+    kl, dppl = gate.get("max_kl"), gate.get("max_dppl_pct")
+    lines = [
+        "## Sweep: ranked cells",
+        "",
+        f"Gate: KL ≤ {'∞' if kl is None else f'{kl:g}'}, Δppl ≤ {'∞' if dppl is None else f'{dppl:g}%'}. "
+        "`pareto`: on the front of size (min) / decode tok/s (max) / KL (min) among the cells that pass.",
+        "",
+        "| # | cell | status | size MB | decode tok/s | prefill tok/s | perplexity | Δppl % | KL mean | top-1 | "
+        "convert s | convert peak RSS MiB | reason |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for i, c in enumerate(doc["cells"], 1):
+        m = c.get("metrics") or {}
+        kl_text = "–" if m.get("kl_mean") is None else f"{m['kl_mean']:.3g}"
+        dppl_text = "–" if m.get("dppl_pct") is None else f"{m['dppl_pct']:+.2f}"
+        lines.append(
+            f"| {i} | {c['name']} | {c['status']} | {_fmt(m.get('size_mb'))} | {_fmt(m.get('decode_tok_s'))} | "
+            f"{_fmt(m.get('prefill_tok_s'), 0)} | {_fmt(m.get('perplexity'), 3)} | {dppl_text} | {kl_text} | "
+            f"{_fmt(m.get('top1_agreement'), 3)} | {_fmt(m.get('convert_s'), 0)} | "
+            f"{_fmt(m.get('convert_peak_rss_mb'), 0)} | {c.get('reason', '')} |"
+        )
+    best = doc.get("recommendation")
+    lines += [
+        "",
+        f"**Recommendation:** `{best}`." if best else "**Recommendation:** none (no cell passes the gate).",
+        "",
+    ]
+    measured = [c for c in doc["cells"] if (c.get("metrics") or {}).get("size_mb") is not None]
+    if measured:
+
+        def pts(metric: str) -> list[dict[str, Any]]:
+            return [
+                {"name": c["name"], "x": c["metrics"]["size_mb"], "y": c["metrics"][metric], "group": c["status"]}
+                for c in measured
+                if c["metrics"].get(metric) is not None
+            ]
+
+        figures = [
+            plots.scatter_chart(
+                out / f"{prefix}-speed-vs-size.png",
+                "decode speed vs size",
+                "size (MB)",
+                "decode tok/s",
+                pts("decode_tok_s"),
+            ),
+            plots.scatter_chart(
+                out / f"{prefix}-kl-vs-size.png", "KL(reference ‖ cell) vs size", "size (MB)", "mean KL", pts("kl_mean")
+            ),
+        ]
+        lines += [f"![{f.stem}]({f.name})" for f in figures] + [""]
+    return lines
+
+
+def scaling_section(doc: dict[str, Any], out: Path, prefix: str) -> list[str]:
+    """The scaling study: the model ladder, every export's costs beside its roofline bound, the power-law
+    fits (exponent, R²) and log-log plots of cost vs parameters with the fitted lines."""
+    s = doc["settings"]
+    lines = [
+        "## Scaling: cost vs model size",
+        "",
+        f"KV cache {s['cache_length']}, bench prompt {s['prompt_len']} tokens, {s['new_tokens']} new tokens, "
+        f"median of {s['repeats']}. FLOPs per decoded token at context {s['prompt_len'] + s['new_tokens'] // 2} "
+        "(`tinyexport flops`); roofline decode bound = bytes read per token / measured read bandwidth.",
+        "",
+        "| model | weights | parameters (M) | hidden | layers | heads (KV) | MLP | vocab |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in doc["models"]:
+        lines.append(
+            f"| {m['name']} | {m['weights']} | {m['params'] / 1e6:.1f} | {m['hidden']} | {m['layers']} | "
+            f"{m['heads']} ({m['kv_heads']}) | {m['ffn']} | {m['vocab']} |"
+        )
+    lines += [
+        "",
+        "| model | format/recipe | decode MFLOP/token | file MB | convert s | convert peak RSS MiB | decode ms/token | "
+        "roofline ms/token | fraction | prefill tok/s | prefill bound tok/s | bench peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in doc["rows"]:
+        series = f"{r['format']}/{r['recipe']}"
+        if r.get("error"):
+            lines.append(
+                f"| {r['model']} | {series} | {r['decode_flops_per_token'] / 1e6:.1f} | {r['error']} |||||||||"
+            )
+            continue
+        lines.append(
+            f"| {r['model']} | {series} | {r['decode_flops_per_token'] / 1e6:.1f} | {_fmt(r.get('size_mb'))} | "
+            f"{_fmt(r.get('convert_s'))} | {_fmt(r.get('convert_peak_rss_mb'), 0)} | "
+            f"{_fmt(r.get('decode_ms_per_token'), 2)} | {_fmt(r.get('roofline_decode_ms_per_token'), 2)} | "
+            f"{_fmt(r.get('roofline_decode_fraction'), 2)} | {_fmt(r.get('prefill_tok_s'), 0)} | "
+            f"{_fmt(r.get('roofline_prefill_tok_s'), 0)} | {_fmt(r.get('bench_peak_rss_mb'), 0)} |"
+        )
+    lines += [
+        "",
+        "Power laws `cost = a · params^b` (least squares on log-log; R² of log cost):",
+        "",
+        "| format/recipe | cost | exponent b | a | R² | sizes |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for f in doc["fits"]:
+        lines.append(
+            f"| {f['format']}/{f['recipe']} | {f['label']} | {f['exponent']:.3f} | {f['coefficient']:.3g} | "
+            f"{f['r2']:.4f} | {f['points']} |"
+        )
+    lines.append("")
+    ok = [r for r in doc["rows"] if not r.get("error") and r.get("decode_ms_per_token")]
+    figures = []
+    for metric, label in (
+        ("decode_ms_per_token", "decode ms/token"),
+        ("size_mb", "file MB"),
+        ("convert_s", "conversion s"),
+    ):
+        points, fitted = [], {}
+        for f in (f for f in doc["fits"] if f["metric"] == metric):
+            xs = sorted(r["params"] for r in ok if (r["format"], r["recipe"]) == (f["format"], f["recipe"]))
+            if xs:
+                fitted[f"{f['format']}/{f['recipe']} fit b={f['exponent']:.2f}"] = (
+                    xs,
+                    [f["coefficient"] * x ** f["exponent"] for x in xs],
+                )
+        for r in ok:
+            if r.get(metric):
+                points.append({"name": "", "x": r["params"], "y": r[metric], "group": f"{r['format']}/{r['recipe']}"})
+            if metric == "decode_ms_per_token" and r.get("roofline_decode_ms_per_token"):
+                points.append(
+                    {"name": "", "x": r["params"], "y": r["roofline_decode_ms_per_token"], "group": "roofline bound"}
+                )
+        if points:
+            figures.append(
+                plots.scatter_chart(
+                    out / f"{prefix}-{metric}.png", f"{label} vs parameters", "parameters", label, points, True, fitted
+                )
+            )
+    return lines + [f"![{f.stem}]({f.name})" for f in figures] + [""]
+
+
 def suite_section(doc: dict[str, Any]) -> list[str]:
     """The task suite's table: random, untrained and trained baselines, then the candidates."""
     models = list(doc["models"])
@@ -291,6 +434,11 @@ def build_report(docs: list[tuple[str, str, dict[str, Any]]], out: Path, title: 
     for i, (origin, kind, doc) in enumerate(docs):
         if kind == "suite":
             lines += suite_section(doc)
+            continue
+        if kind in ("sweep", "scaling"):
+            prefix = kind if kind not in used else f"{kind}-{i}"
+            used.add(prefix)
+            lines += (sweep_section if kind == "sweep" else scaling_section)(doc, out, prefix)
             continue
         base = _slug(doc["model"]["name"] if kind == "bench" else Path(origin).stem)
         prefix = f"{kind}-{base}" if f"{kind}-{base}" not in used else f"{kind}-{base}-{i}"

@@ -93,13 +93,33 @@ def line_chart(
     return path
 
 
-def scatter_chart(path: Path, title: str, xlabel: str, ylabel: str, points: list[dict[str, Any]]) -> Path:
-    """Labelled points (``{"name", "x", "y"}``)."""
+def scatter_chart(
+    path: Path,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    points: list[dict[str, Any]],
+    log: bool = False,
+    lines: dict[str, tuple[list[float], list[float]]] | None = None,
+) -> Path:
+    """Labelled points (``{"name", "x", "y"}``, optional ``"group"``: one colour and legend entry per
+    group); ``log``: log-log axes; ``lines``: name -> (xs, ys) drawn dashed (fits, bounds)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.scatter([p["x"] for p in points], [p["y"] for p in points], color="#4878a8")
+    groups = list(dict.fromkeys(p.get("group") for p in points))
+    for group in groups:
+        mine = [p for p in points if p.get("group") == group]
+        ax.scatter([p["x"] for p in mine], [p["y"] for p in mine], label=group, color=None if group else "#4878a8")
     for p in points:
-        ax.annotate(p["name"], (p["x"], p["y"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        if p.get("name"):
+            ax.annotate(p["name"], (p["x"], p["y"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    for name, (xs, ys) in (lines or {}).items():
+        ax.plot(xs, ys, linestyle="--", linewidth=1, label=name)
+    if log:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    if any(groups) or lines:
+        ax.legend(fontsize=7)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

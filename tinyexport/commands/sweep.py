@@ -15,6 +15,7 @@ FLAG_TO_FIELD = {
     "formats": "formats",
     "recipes": "recipes",
     "cache_lengths": "cache_lengths",
+    "transforms": "transforms",
     "random_weights": "random_weights",
     "seed": "seed",
     "text": "text",
@@ -58,6 +59,14 @@ FLAG_TO_FIELD = {
     type=click.IntRange(min=1),
     help="KV-cache lengths, repeatable [default: 1024].",
 )
+@click.option(
+    "--transform",
+    "transforms",
+    multiple=True,
+    metavar="SET",
+    help="A transform axis value, repeatable: prune-heads=0.25, kv-cache=int8, several joined by '+', "
+    "'none' for none [default: none].",
+)
 @click.option("--text", type=click.Path(path_type=Path), default=None, help="Eval text [default: the eval corpus].")
 @click.option("--max-tokens", type=click.IntRange(min=2), default=2048, show_default=True, help="Eval tokens per cell.")
 @click.option(
@@ -80,17 +89,46 @@ FLAG_TO_FIELD = {
 @click.option(
     "--jobs", type=click.IntRange(min=1), default=None, help="Cells at once [default: half the cores, at least 1]."
 )
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: a process pool here; ray: each cell a Ray task (extra `ray`).",
+)
+@click.option(
+    "--address",
+    default=None,
+    metavar="HOST:PORT|ray://HOST:PORT|auto",
+    help="Ray: an existing cluster [default: start a local Ray instance with --jobs CPUs].",
+)
+@click.option(
+    "--connect-timeout",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="Ray: seconds to wait for --address to answer.",
+)
 @click.pass_context
 def sweep(
-    ctx: click.Context, matrix_file: Path | None, out_dir: Path, jobs: int | None, max_dppl: str | None, **flags
+    ctx: click.Context,
+    matrix_file: Path | None,
+    out_dir: Path,
+    jobs: int | None,
+    max_dppl: str | None,
+    executor: str,
+    address: str | None,
+    connect_timeout: float,
+    **flags,
 ) -> None:
     """Convert, verify, evaluate (perplexity, KL) and bench every cell of checkpoints × formats × recipes ×
-    cache lengths; record each cell in the run store; skip cells already recorded (resume); reject cells
-    over the gate with the reason; rank the rest (Pareto front) and recommend one."""
+    cache lengths × transforms; record each cell in the run store; skip cells already recorded (resume);
+    reject cells over the gate with the reason; rank the rest (Pareto front) and recommend one."""
     import os
 
     from click.core import ParameterSource
 
+    from tinyexport.console import make_console
     from tinyexport.sweep.gate import Gate
     from tinyexport.sweep.matrix import build_matrix, load_matrix, parse_percent
 
@@ -108,13 +146,29 @@ def sweep(
         from tinyexport.errors import UserError
 
         raise UserError(f"--text {matrix.text} does not exist; pass a UTF-8 text file")
+    from tinyexport.errors import UserError
+
+    if address is not None and executor != "ray":
+        raise UserError("--address is for --executor ray; add --executor ray or drop --address")
+    if executor == "ray":
+        from tinyexport.sweep.ray_executor import check_address, import_ray
+
+        import_ray()  # refuse before any work when the extra is missing or the cluster cannot be reached
+        if address is not None:
+            check_address(address, connect_timeout)
     gate = Gate(matrix.max_kl, matrix.max_dppl)
     cells = matrix.cells()
     workers = jobs or max(1, (os.cpu_count() or 2) // 2)
-    _run_and_rank(cells, out_dir, workers, gate)
+    for fmt, recipe in matrix.skipped():
+        make_console(stderr=True).print(
+            f"sweep: {fmt} has no recipe {recipe}; those cells are left out", highlight=False
+        )
+    _run_and_rank(cells, out_dir, workers, gate, executor, address, connect_timeout)
 
 
-def _run_and_rank(cells, out_dir: Path, jobs: int, gate) -> None:
+def _run_and_rank(
+    cells, out_dir: Path, jobs: int, gate, executor: str = "local", address=None, connect_timeout: float = 60.0
+) -> None:
     import sys
 
     from tinyexport.atomic import write_json_atomic
@@ -157,7 +211,13 @@ def _run_and_rank(cells, out_dir: Path, jobs: int, gate) -> None:
         )
         status.print(f"  {cell.name}: {outcome}", highlight=False)
 
-    fresh = run_cells(todo, out_dir, jobs, lambda cell: _convert_estimate_mb(store, cell, rows), record)
+    estimate = lambda cell: _convert_estimate_mb(store, cell, rows)  # noqa: E731
+    if executor == "ray" and todo:
+        from tinyexport.sweep.ray_executor import run_cells_ray
+
+        fresh = run_cells_ray(todo, out_dir, jobs, estimate, record, address, connect_timeout, checked=True)
+    else:
+        fresh = run_cells(todo, out_dir, jobs, estimate, record)
     results = {**done, **{r["key"]: r for r in fresh}}
     outcomes = [results[c.key] for c in cells]
     ranked, best = rank(
@@ -167,6 +227,7 @@ def _run_and_rank(cells, out_dir: Path, jobs: int, gate) -> None:
     write_json_atomic(
         out_dir / "sweep.json",
         {
+            "kind": "tinyexport-sweep",
             "gate": {"max_kl": gate.max_kl, "max_dppl_pct": gate.max_dppl_pct},
             "cells": [
                 {"name": r.name, "status": r.status, "reason": r.reason, "metrics": dict(r.metrics)} for r in ranked

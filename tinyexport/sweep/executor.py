@@ -64,7 +64,7 @@ class StageFailure(Exception):
     message: str
 
 
-def _run(stage: str, args: list[str], ok: tuple[int, ...] = (0,)) -> int:
+def run_stage(stage: str, args: list[str], ok: tuple[int, ...] = (0,)) -> int:
     proc = subprocess.run(
         [sys.executable, "-m", "tinyexport", *args], capture_output=True, text=True, timeout=STAGE_TIMEOUT_S
     )
@@ -87,7 +87,7 @@ def run_cell(cell: Cell, out_dir: Path, budget: MemoryBudget, convert_mb: Callab
     work = Path(out_dir) / ".sweep" / cell.name
     work.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
-    result: dict[str, Any] = {"key": cell.key, "cell": cell.name, "artefact": str(art), "spec": _spec(cell)}
+    result: dict[str, Any] = {"key": cell.key, "cell": cell.name, "artefact": str(art), "spec": cell_spec(cell)}
     try:
         start = time.perf_counter()
         if not _finished_artefact(art, cell):
@@ -95,11 +95,12 @@ def run_cell(cell: Cell, out_dir: Path, budget: MemoryBudget, convert_mb: Callab
             budget.acquire(mb)
             try:
                 lens = ",".join(str(n) for n in (8, 64, 128) if n <= cell.cache_length) or str(cell.cache_length)
-                _run(
+                run_stage(
                     "convert",
                     ["convert", "--format", cell.format, "--quantize", cell.recipe, "-o", str(art), "--force"]
                     + _checkpoint_args(cell)
-                    + ["--kv-cache-max-len", str(cell.cache_length), "--prefill-seq-lens", lens],
+                    + ["--kv-cache-max-len", str(cell.cache_length), "--prefill-seq-lens", lens]
+                    + [arg for t in cell.transforms for arg in ("--transform", t)],
                 )
             finally:
                 budget.release(mb)
@@ -107,7 +108,7 @@ def run_cell(cell: Cell, out_dir: Path, budget: MemoryBudget, convert_mb: Callab
         verify_doc = None
         if s["verify"]:
             start = time.perf_counter()
-            code = _run(
+            code = run_stage(
                 "verify", ["verify", str(art), "--max-new-tokens", "8", "--json", str(work / "verify.json")], (0, 1)
             )
             verify_doc = json.loads((work / "verify.json").read_text()) if (work / "verify.json").is_file() else None
@@ -116,12 +117,12 @@ def run_cell(cell: Cell, out_dir: Path, budget: MemoryBudget, convert_mb: Callab
         start = time.perf_counter()
         eval_args = ["eval", "perplexity", str(art), "--max-tokens", str(s["max_tokens"]), "--window", str(s["window"])]
         eval_args += ["--stride", str(max(1, s["window"] // 2)), "--json", str(work / "eval.json")]
-        _run("eval", eval_args + (["--text", str(s["text"])] if s["text"] else []))
+        run_stage("eval", eval_args + (["--text", str(s["text"])] if s["text"] else []))
         seconds["eval"] = time.perf_counter() - start
         start = time.perf_counter()
         bench_args = ["bench", str(art), "--prompt-len", str(s["prompt_len"]), "--new-tokens", str(s["new_tokens"])]
         bench_args += ["--repeats", str(s["repeats"]), "--warmup", "1", "--no-log", "--json", str(work / "bench.json")]
-        _run("bench", bench_args)
+        run_stage("bench", bench_args)
         seconds["bench"] = time.perf_counter() - start
     except StageFailure as err:
         return {**result, "status": "failed", "failed_stage": err.stage, "error": err.message, "seconds": seconds}
@@ -133,7 +134,7 @@ def run_cell(cell: Cell, out_dir: Path, budget: MemoryBudget, convert_mb: Callab
     return {**result, "status": "done", "metrics": metrics, "seconds": {k: round(v, 2) for k, v in seconds.items()}}
 
 
-def _spec(cell: Cell) -> dict[str, Any]:
+def cell_spec(cell: Cell) -> dict[str, Any]:
     return {
         "checkpoint": cell.checkpoint,
         "random_weights": cell.random_weights,
@@ -141,6 +142,7 @@ def _spec(cell: Cell) -> dict[str, Any]:
         "format": cell.format,
         "recipe": cell.recipe,
         "cache_length": cell.cache_length,
+        **({"transform": cell.transform} if cell.transform else {}),
         **dict(cell.settings),
     }
 
@@ -155,6 +157,7 @@ def _finished_artefact(art: Path, cell: Cell) -> bool:
         manifest.get("format") == cell.format
         and manifest.get("recipe") == cell.recipe
         and manifest.get("kv_cache_max_len") == cell.cache_length
+        and [t.get("name") for t in manifest.get("transforms", [])] == [t.split("=")[0] for t in cell.transforms]
     )
 
 
