@@ -75,9 +75,12 @@ def convert(
         write_hf_configs(out_dir, checkpoint.directory, config, context_length=export.kv_cache_max_len)
     progress("checking the file (onnx.checker)")
     check_file(out_dir / MODEL_FILE)
+    # a tied lm_head gets its own (quantized) copy of the embedding: the size check counts it
+    untied = config.vocab_size * config.hidden_size if facts.get("lm_head_untied") else 0
     return {
         "signatures": {"decoder": read_signature(out_dir / MODEL_FILE)},
         "weight_bytes": weight_bytes,
+        "stored_parameters": config.num_parameters() + untied,
         "onnx": {
             "opset": opset,
             "exporter": "torch.onnx.export(dynamo=True)",

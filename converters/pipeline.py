@@ -81,7 +81,8 @@ def export_artefact(
         seconds = time.perf_counter() - start
         model_bytes = sum(p.stat().st_size for p in tmp.iterdir() if p.is_file())
         stored = int(fields.get("weight_bytes", model_bytes)) - rope_table_bytes(checkpoint.config, export)
-        ratio = check_quantized_size(max(stored, 0), checkpoint.config.num_parameters(), export.recipe, export.format)
+        params = int(fields.pop("stored_parameters", checkpoint.config.num_parameters()))  # untied copies count
+        ratio = check_quantized_size(max(stored, 0), params, export.recipe, export.format)
         copy_tokenizer_files(checkpoint.tokenizer_dir, tmp)
         progress("hashing the files into manifest.json")
         manifest = write_manifest(

@@ -145,6 +145,12 @@ def sweep_text(path):
 
 
 def test_sweep_runs_records_resumes_and_ranks(tmp_path):
+    """The first ("interrupted") sweep runs its one cell as a task on a local Ray instance when Ray is
+    installed (extra `ray`, in `all`); the second, on the local pool, finds that cell in the store and
+    runs only the new one: Ray's results land in the same store, and resume works across executors."""
+    import importlib.util
+
+    executor = ("--executor", "ray", "--jobs", "1") if importlib.util.find_spec("ray") else ()
     ckpt = tiny_text_checkpoint(tmp_path / "tiny")
     text = sweep_text(tmp_path / "text.txt")
     (tmp_path / "matrix.toml").write_text(
@@ -153,8 +159,9 @@ def test_sweep_runs_records_resumes_and_ranks(tmp_path):
         "[gate]\nmax_kl = 0.05\nmax_dppl = '2%'\n"
     )
     base = ("sweep", "--matrix", str(tmp_path / "matrix.toml"), "-o", str(tmp_path / "out"))
-    first = cli(*base, "--recipe", "fp32", cache=tmp_path / "cache")  # an "interrupted" sweep: one cell done
+    first = cli(*base, "--recipe", "fp32", *executor, cache=tmp_path / "cache")  # "interrupted": one cell done
     assert first.code == 0, first.stderr
+    assert "recommendation: tiny_onnx_fp32_kv128" in first.stdout
     second = cli(*base, "--recipe", "fp32", "--recipe", "dynamic_int8", cache=tmp_path / "cache")
     assert second.code == 0, second.stderr
     assert "2 cell(s), 1 already recorded (skipped), 1 to run" in second.stderr

@@ -79,6 +79,22 @@ def _finished(art: Path, fmt: str, recipe: str, cache_length: int) -> bool:
     return (m.get("format"), m.get("recipe"), m.get("kv_cache_max_len")) == (fmt, recipe, cache_length)
 
 
+def _bench_done(path: Path, arts: Sequence[Path], settings: StudySettings) -> bool:
+    """An earlier run's bench document of exactly these exports, with these settings (kept: resume)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    s = doc.get("settings", {})
+    same = (s.get("prompt_len"), s.get("new_tokens"), s.get("repeats")) == (
+        settings.prompt_len,
+        settings.new_tokens,
+        settings.repeats,
+    )
+    names = {Path(c.get("path") or c["name"]).name for c in doc.get("candidates", []) if not c.get("error")}
+    return same and names == {a.name for a in arts}
+
+
 def measure_model(
     model: StudyModel, settings: StudySettings, out_dir: Path, artefact_dir: Path, say: Callable[[str], None]
 ) -> list[dict[str, Any]]:
@@ -128,27 +144,28 @@ def measure_model(
         return list(rows.values())
     bench_json = out_dir / "bench" / f"{model.name}.json"
     bench_json.parent.mkdir(parents=True, exist_ok=True)
-    say(f"  bench {len(arts)} export(s) of {model.name}")
     try:
-        run_stage(
-            "bench",
-            [
+        if not _bench_done(bench_json, arts, settings):
+            say(f"  bench {len(arts)} export(s) of {model.name}")
+            run_stage(
                 "bench",
-                *map(str, arts),
-                "--prompt-len",
-                str(settings.prompt_len),
-                "--new-tokens",
-                str(settings.new_tokens),
-            ]
-            + ["--repeats", str(settings.repeats), "--warmup", "1", "--no-log", "--json", str(bench_json)],
-        )
+                [
+                    "bench",
+                    *map(str, arts),
+                    "--prompt-len",
+                    str(settings.prompt_len),
+                    "--new-tokens",
+                    str(settings.new_tokens),
+                ]
+                + ["--repeats", str(settings.repeats), "--warmup", "1", "--no-log", "--json", str(bench_json)],
+            )
     except StageFailure as err:
         for art in arts:
             rows[art.name]["error"] = f"bench: {err.message}"
         return list(rows.values())
     doc = json.loads(bench_json.read_text())
     for cand in doc["candidates"]:
-        row = rows.get(Path(cand.get("path", cand["name"])).name) or rows.get(cand["name"])
+        row = rows.get(Path(cand.get("path") or cand["name"]).name) or rows.get(cand["name"])
         if row is None:
             continue
         if cand.get("error"):
