@@ -170,6 +170,7 @@ def _run_and_rank(
     cells, out_dir: Path, jobs: int, gate, executor: str = "local", address=None, connect_timeout: float = 60.0
 ) -> None:
     import sys
+    import threading
 
     from tinyexport.atomic import write_json_atomic
     from tinyexport.console import make_console
@@ -198,6 +199,32 @@ def _run_and_rank(
         highlight=False,
     )
 
+    results = dict(done)
+    lock = threading.Lock()
+
+    def write_ranking():
+        """OUT/sweep.json from every cell finished so far (the rest ``pending``): rewritten as each cell
+        finishes, so an interrupted sweep leaves the ranking of what it did."""
+        outcomes = [results[c.key] for c in cells if c.key in results]
+        ranked, best = rank(
+            [(o["cell"], o.get("metrics") if o["status"] == "done" else None, o.get("error", "")) for o in outcomes],
+            gate,
+        )
+        pending = [c.name for c in cells if c.key not in results]
+        write_json_atomic(
+            out_dir / "sweep.json",
+            {
+                "kind": "tinyexport-sweep",
+                "gate": {"max_kl": gate.max_kl, "max_dppl_pct": gate.max_dppl_pct},
+                "cells": [
+                    {"name": r.name, "status": r.status, "reason": r.reason, "metrics": dict(r.metrics)} for r in ranked
+                ]
+                + [{"name": n, "status": "pending", "reason": "not run yet", "metrics": {}} for n in pending],
+                "recommendation": best.name if best else None,
+            },
+        )
+        return ranked, best
+
     def record(cell, result) -> None:
         started = utc_now()
         sink = RunSink(command="sweep cell", result=result)
@@ -210,31 +237,22 @@ def _run_and_rank(
             "done" if result["status"] == "done" else f"failed at {result.get('failed_stage')}: {result.get('error')}"
         )
         status.print(f"  {cell.name}: {outcome}", highlight=False)
+        with lock:
+            results[cell.key] = result
+            write_ranking()
 
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    write_ranking()  # the recorded cells ranked before any work (a re-run shows where a sweep stands)
     estimate = lambda cell: _convert_estimate_mb(store, cell, rows)  # noqa: E731
     if executor == "ray" and todo:
         from tinyexport.sweep.ray_executor import run_cells_ray
 
-        fresh = run_cells_ray(todo, out_dir, jobs, estimate, record, address, connect_timeout, checked=True)
+        run_cells_ray(todo, out_dir, jobs, estimate, record, address, connect_timeout, checked=True)
     else:
-        fresh = run_cells(todo, out_dir, jobs, estimate, record)
-    results = {**done, **{r["key"]: r for r in fresh}}
-    outcomes = [results[c.key] for c in cells]
-    ranked, best = rank(
-        [(o["cell"], o.get("metrics") if o["status"] == "done" else None, o.get("error", "")) for o in outcomes], gate
-    )
+        run_cells(todo, out_dir, jobs, estimate, record)
+    with lock:
+        ranked, best = write_ranking()
     _print_ranked(make_console(), ranked, best, gate)
-    write_json_atomic(
-        out_dir / "sweep.json",
-        {
-            "kind": "tinyexport-sweep",
-            "gate": {"max_kl": gate.max_kl, "max_dppl_pct": gate.max_dppl_pct},
-            "cells": [
-                {"name": r.name, "status": r.status, "reason": r.reason, "metrics": dict(r.metrics)} for r in ranked
-            ],
-            "recommendation": best.name if best else None,
-        },
-    )
 
 
 def _convert_estimate_mb(store, cell, rows) -> float:
