@@ -159,10 +159,10 @@ def test_sweep_runs_records_resumes_and_ranks(tmp_path):
         "[gate]\nmax_kl = 0.05\nmax_dppl = '2%'\n"
     )
     base = ("sweep", "--matrix", str(tmp_path / "matrix.toml"), "-o", str(tmp_path / "out"))
-    first = cli(*base, "--recipe", "fp32", *executor, cache=tmp_path / "cache")  # "interrupted": one cell done
+    first = cli(*base, "--recipe", "fp32", *executor, cache=tmp_path / "cache", timeout=2400)  # "interrupted"
     assert first.code == 0, first.stderr
     assert "recommendation: tiny_onnx_fp32_kv128" in first.stdout
-    second = cli(*base, "--recipe", "fp32", "--recipe", "dynamic_int8", cache=tmp_path / "cache")
+    second = cli(*base, "--recipe", "fp32", "--recipe", "dynamic_int8", cache=tmp_path / "cache", timeout=2400)
     assert second.code == 0, second.stderr
     assert "2 cell(s), 1 already recorded (skipped), 1 to run" in second.stderr
     assert "tiny_onnx_fp32_kv128" not in second.stderr.split("to run", 1)[1]  # not run again

@@ -89,8 +89,16 @@ def check_address(address: str, timeout_s: float) -> None:
         )
 
 
-def _cell_task(cell: Cell, out_dir: str) -> dict[str, Any]:
-    """One cell inside a Ray worker; Ray's resources already admitted its memory."""
+def _cell_task(cell: Cell, out_dir: str, omp_threads: str | None) -> dict[str, Any]:
+    """One cell inside a Ray worker; Ray's resources already admitted its memory. Ray sets
+    OMP_NUM_THREADS to the task's CPUs (1) in its workers; the stages get the driver's setting back, so
+    they convert and bench with the threads a plain run uses (numbers comparable to the local pool)."""
+    import os
+
+    if omp_threads is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = omp_threads
     return run_cell(cell, Path(out_dir), MemoryBudget(float("inf")), lambda _cell: 0.0)
 
 
@@ -108,6 +116,7 @@ def run_cells_ray(
     ``address`` a local instance with ``jobs`` CPUs is started (and stopped at the end); ``checked``:
     the caller already ran ``check_address``."""
     import logging
+    import os
 
     ray = import_ray()
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
@@ -125,7 +134,9 @@ def run_cells_ray(
         for cell in cells:
             want = convert_mb(cell) * 2**20
             memory = int(min(want, node_bytes)) if node_bytes else int(want)
-            ref = task.options(num_cpus=1, memory=memory, max_retries=0).remote(cell, str(Path(out_dir).resolve()))
+            ref = task.options(num_cpus=1, memory=memory, max_retries=0).remote(
+                cell, str(Path(out_dir).resolve()), os.environ.get("OMP_NUM_THREADS")
+            )
             pending[ref] = cell
         results: dict[str, dict[str, Any]] = {}
         while pending:
