@@ -90,6 +90,11 @@ FLAG_TO_FIELD = {
     "--jobs", type=click.IntRange(min=1), default=None, help="Cells at once [default: half the cores, at least 1]."
 )
 @click.option(
+    "--no-run",
+    is_flag=True,
+    help="Run nothing: rank the cells already recorded (e.g. under another gate); the rest are listed pending.",
+)
+@click.option(
     "--executor",
     type=click.Choice(["local", "ray"]),
     default="local",
@@ -119,6 +124,7 @@ def sweep(
     executor: str,
     address: str | None,
     connect_timeout: float,
+    no_run: bool,
     **flags,
 ) -> None:
     """Convert, verify, evaluate (perplexity, KL) and bench every cell of checkpoints × formats × recipes ×
@@ -163,11 +169,18 @@ def sweep(
         make_console(stderr=True).print(
             f"sweep: {fmt} has no recipe {recipe}; those cells are left out", highlight=False
         )
-    _run_and_rank(cells, out_dir, workers, gate, executor, address, connect_timeout)
+    _run_and_rank(cells, out_dir, workers, gate, executor, address, connect_timeout, no_run)
 
 
 def _run_and_rank(
-    cells, out_dir: Path, jobs: int, gate, executor: str = "local", address=None, connect_timeout: float = 60.0
+    cells,
+    out_dir: Path,
+    jobs: int,
+    gate,
+    executor: str = "local",
+    address=None,
+    connect_timeout: float = 60.0,
+    no_run: bool = False,
 ) -> None:
     import sys
     import threading
@@ -192,10 +205,12 @@ def _run_and_rank(
         for r in rows
         if (r.record.get("result") or {}).get("status") == "done"
     }
-    todo = [c for c in cells if c.key not in done]
+    todo = [] if no_run else [c for c in cells if c.key not in done]
     status = make_console(stderr=True)
+    left = len(cells) - len(done.keys() & {c.key for c in cells})
     status.print(
-        f"sweep: {len(cells)} cell(s), {len(cells) - len(todo)} already recorded (skipped), {len(todo)} to run",
+        f"sweep: {len(cells)} cell(s), {len(cells) - left} already recorded (skipped), "
+        + (f"{left} not run (--no-run)" if no_run else f"{len(todo)} to run"),
         highlight=False,
     )
 
