@@ -107,14 +107,19 @@ def scatter_chart(
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     groups = list(dict.fromkeys(p.get("group") for p in points))
+    colours = {}
     for group in groups:
         mine = [p for p in points if p.get("group") == group]
-        ax.scatter([p["x"] for p in mine], [p["y"] for p in mine], label=group, color=None if group else "#4878a8")
+        dots = ax.scatter(
+            [p["x"] for p in mine], [p["y"] for p in mine], label=group, color=None if group else "#4878a8"
+        )
+        colours[group] = dots.get_facecolor()[0]
     for p in points:
         if p.get("name"):
             ax.annotate(p["name"], (p["x"], p["y"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
-    for name, (xs, ys) in (lines or {}).items():
-        ax.plot(xs, ys, linestyle="--", linewidth=1, label=name)
+    for name, (xs, ys) in (lines or {}).items():  # a line named after a group takes its colour
+        colour = next((c for g, c in colours.items() if g and name.startswith(f"{g} ")), None)
+        ax.plot(xs, ys, linestyle="--", linewidth=1, label=name, color=colour)
     if log:
         ax.set_xscale("log")
         ax.set_yscale("log")
