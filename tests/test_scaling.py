@@ -90,3 +90,34 @@ def test_scaling_command_on_bench_files(tmp_path):
     ratio = dataclasses.replace(TINY, num_layers=8).num_parameters() / TINY.num_parameters()
     assert fits["decode_ms_per_token"]["exponent"] == pytest.approx(np.log(4) / np.log(ratio))
     assert_bad_input(run_cli("scaling", str(paths[0])), "two or more model sizes")
+
+
+def test_seed_preset_shapes_and_study_fits():
+    """The seed's four architectures on SmolLM2's vocabulary: parameters against the closed form
+    (tied embedding + per layer 4d² attention (MHA) + 3·d·ff MLP + 2 norms, final norm), and the study's
+    fits recover an exponent from rows."""
+    import dataclasses
+
+    from tinyexport.sweep.study import SEED_SHAPES, fit_rows, seed_config
+
+    base = dataclasses.replace(TINY, vocab_size=49152, tie_embeddings=True)
+    expected = {"seed-small": 16_779_520, "seed-medium": 33_035_136, "seed-large": 58_728_960}
+    for name, (d, layers, heads, ff) in SEED_SHAPES.items():
+        config = seed_config(base, d, layers, heads, ff)
+        assert (config.num_heads, config.num_kv_heads, config.head_dim) == (heads, heads, d // heads)
+        closed = 49152 * d + layers * (4 * d * d + 3 * d * ff + 2 * d) + d
+        assert config.num_parameters() == closed == expected.get(name, closed)
+    rows = [
+        {"model": str(p), "format": "onnx", "recipe": "fp32", "params": p, "size_mb": 4e-6 * p, "error": None}
+        for p in (1e7, 3e7, 9e7)
+    ]
+    rows.append({"model": "x", "format": "onnx", "recipe": "fp32", "params": 5e7, "error": "convert: boom"})
+    (fit,) = fit_rows(rows)
+    assert fit["metric"] == "size_mb" and fit["exponent"] == pytest.approx(1.0) and fit["points"] == 3
+
+
+def test_preset_refuses_bench_inputs(tmp_path):
+    from .cli_helpers import assert_bad_input, run_cli
+
+    (tmp_path / "b.json").write_text("{}")
+    assert_bad_input(run_cli("scaling", "--preset", "seed", str(tmp_path / "b.json")), "--preset runs its own")
