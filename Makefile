@@ -98,6 +98,7 @@ JOBS ?= 1
 sweep: install
 	$(TE) sweep --matrix $(SWEEP_MATRIX) -o $(OUT)/sweep --jobs $(JOBS)
 	$(TE) report $(OUT)/sweep/sweep.json -o bench/results/sweep --title "SmolLM2-135M export sweep" --html
+	cp $(OUT)/sweep/sweep.json bench/results/sweep/sweep.json
 
 # Scaling study (docs/sweep.md): FORMATS/RECIPES choose the exports; BIG=1 adds the 1.1B shape.
 SCALING_FORMATS ?= onnx
