@@ -212,7 +212,7 @@ def test_html_is_self_contained_with_every_plot_and_table(html_report):
     assert page.count("<table>") == sum(ln.startswith("|---") for ln in md.splitlines()) and "<script" not in page
     assert not re.search(r'(src|href)="(https?:|//|file:)', page)  # nothing fetched
     assert "<td>piqa</td>" in page and ">75.0%<" in page
-    assert "<strong>" not in page and "**Recommendation:** `m_onnx_dynamic_int8_kv512`." in md
+    assert "Recommendation: `m_onnx_dynamic_int8_kv512`." in md and "<code>m_onnx_dynamic_int8_kv512</code>" in page
     assert "| 3 | m_onnx_int4_block32_kv512 | rejected |" in md and "failed at convert: boom" in md
     assert "| onnx/fp32 | decode ms/token | 0.800 | 1e-05 | 1.0000 | 3 |" in md
     assert {"sweep-speed-vs-size.png", "scaling-decode_ms_per_token.png"} <= {p.name for p in html_report.glob("*.png")}

@@ -265,7 +265,7 @@ def sweep_section(doc: dict[str, Any], out: Path, prefix: str) -> list[str]:
     best = doc.get("recommendation")
     lines += [
         "",
-        f"**Recommendation:** `{best}`." if best else "**Recommendation:** none (no cell passes the gate).",
+        f"Recommendation: `{best}`." if best else "Recommendation: none (no cell passes the gate).",
         "",
     ]
     measured = [c for c in doc["cells"] if (c.get("metrics") or {}).get("size_mb") is not None]
