@@ -70,7 +70,9 @@ def tiny_art(tiny_ckpt, tmp_path_factory):
     target = tmp_path_factory.mktemp("art") / "tiny_f32"
     export_artefact(
         tiny_ckpt,
-        ExportConfig(format="tflite", kv_cache_max_len=CACHE, prefill_seq_lens=(8, 32), decode_spans=(16,)),
+        ExportConfig(
+            format="tflite", kv_cache_max_len=CACHE, prefill_seq_lens=(8, 32), decode_spans=(16,), prefill_spans=True
+        ),
         target,
         source_ref={"spec": str(tiny_ckpt.directory)},
     )

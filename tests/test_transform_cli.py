@@ -52,7 +52,7 @@ def test_convert_pruned_int8_onnx_then_verify(cache, tmp_path) -> None:
         (("--transform", "prune-heads=1.5"), ("strictly between 0 and 1",)),
         (("--transform", "prune-heads=0"), ("strictly between 0 and 1",)),
         (("--transform", "prune-heads=0.75"), ("no head", "lower the ratio")),
-        (("--transform", "prune-heads=0.2:magic"), ("criterion 'magic'",)),
+        (("--transform", "prune-heads=0.2:magic"), ("option 'magic' is unknown", "criterion: o_proj, activation")),
         (("--transform", "quantize=3"), ("unknown transform",)),
         (("--transform", "mixed-precision=bf16"), ("cannot carry", "mixed-precision=bf16")),
         (("--transform", "kv-cache=int8", "--kv-cache", "int8"), ("given twice",)),
