@@ -16,6 +16,26 @@ class Result:
     stderr: str
 
 
+IMPORT_BLOCKER = """
+import importlib.abc, sys
+class _Blocked(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {blocked!r}:
+            raise ImportError(f"{{name}} is blocked for this test", name=name)
+        return None
+sys.meta_path.insert(0, _Blocked())
+"""
+
+
+def env_without(tmp_path: Path, *packages: str) -> dict[str, str]:
+    """Environment for ``run_cli`` in which importing any of ``packages`` fails (a ``sitecustomize`` on
+    PYTHONPATH refuses them), as on a machine where that optional extra is not installed."""
+    site = tmp_path / "blocker"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(IMPORT_BLOCKER.format(blocked=set(packages)))
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)}
+
+
 def run_cli(*args: str, cache: Path | None = None, env: dict[str, str] | None = None, timeout: int = 900) -> Result:
     full_env = dict(os.environ)
     if cache is not None:

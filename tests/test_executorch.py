@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +23,7 @@ from tinyexport.runners.hf_runner import HFRunner
 from tinyexport.runners.torch_runner import TorchRunner
 from tinyexport.verify.parity import compare, reference_trace
 
-from .cli_helpers import assert_bad_input, run_cli
+from .cli_helpers import assert_bad_input, env_without, run_cli
 from .tiny_models import TINY_VARIANTS, save_hf_checkpoint
 
 pytest.importorskip("executorch.exir", reason="executorch (extra executorch) is not installed")
@@ -179,29 +176,10 @@ def test_recipe_executorch_cannot_carry_is_refused(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-BLOCK_EXECUTORCH = """
-import importlib.abc, sys
-class _Blocked(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] == "executorch":
-            raise ImportError(f"{name} is blocked for this test", name=name)
-        return None
-sys.meta_path.insert(0, _Blocked())
-"""
-
-
 def test_missing_executorch_names_the_extra(tmp_path, artefacts):
-    site = tmp_path / "blocker"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(BLOCK_EXECUTORCH)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p))
-    proc = subprocess.run(
-        [sys.executable, "-m", "tinyexport", "verify", str(artefacts["fp32"]), "--prompt-tokens", "4"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_cli(
+        "verify", str(artefacts["fp32"]), "--prompt-tokens", "4", env=env_without(tmp_path, "executorch"), timeout=300
     )
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.code == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert "tinyexport[executorch]" in lines[0] and "--no-deps executorch==1.5.1" in lines[0]

@@ -5,9 +5,6 @@ tokenizer written as llama.cpp expects it, and the one-line refusals."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +20,7 @@ from tinyexport.runners import open_artefact_runner
 from tinyexport.runners.hf_runner import HFRunner
 from tinyexport.verify.parity import compare, reference_trace
 
-from .cli_helpers import assert_bad_input, run_cli
+from .cli_helpers import assert_bad_input, env_without, run_cli
 from .tiny_models import TINY_VARIANTS, save_hf_checkpoint
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python (extra runtime-gguf) is not installed")
@@ -179,42 +176,20 @@ def test_recipe_gguf_cannot_carry_is_refused_in_one_line(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-BLOCK_LLAMA_CPP = """
-import importlib.abc, sys
-class _Blocked(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] == "llama_cpp":
-            raise ImportError(f"{name} is blocked for this test", name=name)
-        return None
-sys.meta_path.insert(0, _Blocked())
-"""
-
-
 def test_missing_llama_cpp_names_the_extra(tmp_path, artefacts):
     """Where llama-cpp-python is absent (a sitecustomize refuses the import), verify says which extra to install."""
-    site = tmp_path / "blocker"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(BLOCK_LLAMA_CPP)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tinyexport",
-            "verify",
-            str(artefacts[("tied_oddvocab", "q8_0")]),
-            "--prompt-tokens",
-            "4",
-            "--max-new-tokens",
-            "2",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
+    result = run_cli(
+        "verify",
+        str(artefacts[("tied_oddvocab", "q8_0")]),
+        "--prompt-tokens",
+        "4",
+        "--max-new-tokens",
+        "2",
+        env=env_without(tmp_path, "llama_cpp"),
         timeout=300,
     )
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.code == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert "llama-cpp-python" in lines[0] and "tinyexport[runtime-gguf]" in lines[0]
 
 
