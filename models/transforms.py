@@ -14,9 +14,10 @@ same model without the calibration data. Transforms:
     Physically remove a fraction R (0 < R < 1) of the query heads. By default heads are removed inside
     their KV group, the same number from every group of a layer, so each layer stays regular GQA (its
     own group size) and no KV head is lost. ``:groups`` removes whole KV groups instead: a KV head with
-    all its query heads (k/v projections and the cache shrink too; each layer keeps one group). Importance per query head: ``o_proj`` (default) the L2 norm of
-    the head's column block in o_proj; ``activation`` the mean L2 norm of the head's contribution to the
-    residual stream (its o_proj block times its attention output) on calibration tokens. Scores are
+    all its query heads (k/v projections and the cache shrink too; each layer keeps one group). Importance per query head: ``activation`` (default; measured
+    better on SmolLM2: Δppl +34.8 vs +96.2 at R = 0.25, docs/optimize.md) the mean L2 norm of the head's
+    contribution to the residual stream (its o_proj block times its attention output) on calibration
+    tokens; ``o_proj`` (the seed's) the L2 norm of the head's column block in o_proj. Scores are
     divided by their layer's mean (Michel et al. 2019 normalise per layer too) unless ``:global`` keeps
     them raw. Layers get "one more head removed per group" in the order of the summed importance of the
     heads that step removes, lowest first, until R of all heads are gone; each group keeps one head.
@@ -137,7 +138,7 @@ def parse_transform(text: str) -> Transform:
             ratio = float(ratio_text)
         except ValueError:
             raise TransformError(f"--transform {text!r}: ratio {ratio_text!r} is not a number, e.g. 0.25") from None
-        chosen = {"allocation": "layer", "criterion": "o_proj", "unit": "heads"}
+        chosen = {"allocation": "layer", "criterion": "activation", "unit": "heads"}
         given: set[str] = set()
         for option in options:  # any order: a criterion, an allocation, a unit, each at most once
             kind = next((k for k, c in _PRUNE_OPTIONS.items() if option in c), None)
@@ -397,10 +398,12 @@ def _activation_importance(config: ModelConfig, state: Mapping[str, Any], calibr
 
 def plan_prune_heads(config: ModelConfig, state: Mapping[str, Any], t: Transform, calibration: Any = None) -> Transform:
     """Choose the heads ``prune-heads`` removes; return the transform with ``removed`` filled in."""
+    choose = choose_groups if t.param("unit", "heads") == "groups" else choose_heads
+    # a ratio that would empty a group depends on the head counts only: refuse it before scoring
+    choose(config, [[0.0] * config.layer_heads(i)[0] for i in range(config.num_layers)], t.param("ratio"))
     scores = head_importance(config, state, t.param("criterion"), calibration)
     if t.param("allocation", "layer") == "layer":
         scores = [s / s.mean().clamp(min=1e-12) for s in scores]  # relative to the layer's heads
-    choose = choose_groups if t.param("unit", "heads") == "groups" else choose_heads
     return dataclasses.replace(t, removed=choose(config, scores, t.param("ratio")))
 
 

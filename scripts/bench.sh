@@ -25,6 +25,11 @@ CONTEXTS=${CONTEXTS:-128,512,1024}
 ALL_RECIPES=$($PY -c 'from tinyexport.formats.recipes import RECIPES
 print(" ".join(f"{f}:{n}" for n, r in RECIPES.items() for f in r.formats if f != "torch"))')
 ALL_RECIPES="$ALL_RECIPES tflite:dynamic_int8:256 tflite:dynamic_int8:2048"
+# RECIPES="fmt:recipe[:slots] ..." benches a chosen subset of SmolLM2 artefacts instead of all of them.
+RECIPES=${RECIPES:-$ALL_RECIPES}
+# CONVERT_TIMEOUT=S: a conversion still running after S seconds is stopped and written to skipped.txt
+# with its time (the ExecuTorch fp32 lowering of SmolLM2 ran > 48 min here); 0 = no limit.
+CONVERT_TIMEOUT=${CONVERT_TIMEOUT:-0}
 # The 1.1B shape: the quantized artefacts only (fp32/fp16 files of 4.4/2.2 GB add little but hours).
 BIG_RECIPES=${BIG_RECIPES:-"tflite:dynamic_int8 tflite:int4_block32 onnx:dynamic_int8 onnx:int4_block32 gguf:q8_0 gguf:q4_0"}
 # llama.cpp's OWN conversion of the same weights (convert_hf_to_gguf.py + llama_model_quantize), benched in the
@@ -44,8 +49,17 @@ bench_model() {  # name, recipes, repeats, heavy (0|1), torch candidates, checkp
         dir=$OUT/bench/$name/${fmt}_${recipe}${slots:+_ekv$slots}
         if [ ! -f "$dir/manifest.json" ]; then
             echo "== $name: convert $fmt/$recipe -> $dir"
-            if ! "${lock[@]}" "$TE" convert --format "$fmt" --quantize "$recipe" --kv-cache-max-len "${slots:-1024}" \
-                    "${ckpt[@]}" -o "$dir" --force 2> "$results/.convert.err"; then
+            local limit=() t0 rc
+            [ "$CONVERT_TIMEOUT" != 0 ] && limit=(timeout "$CONVERT_TIMEOUT")
+            t0=$(date +%s)
+            "${lock[@]}" "${limit[@]}" "$TE" convert --format "$fmt" --quantize "$recipe" --kv-cache-max-len "${slots:-1024}" \
+                "${ckpt[@]}" -o "$dir" --force 2> "$results/.convert.err"
+            rc=$?
+            if [ "$rc" = 124 ]; then
+                echo "$fmt/$recipe: conversion stopped after $(( $(date +%s) - t0 )) s (CONVERT_TIMEOUT=$CONVERT_TIMEOUT)" \
+                    | tee -a "$results/skipped.txt"
+                continue
+            elif [ "$rc" != 0 ]; then
                 echo "$fmt/$recipe: $(tail -n 1 "$results/.convert.err")" | tee -a "$results/skipped.txt"
                 continue
             fi
@@ -80,7 +94,7 @@ bench_model() {  # name, recipes, repeats, heavy (0|1), torch candidates, checkp
 start=$(date +%s)
 status=0
 if [ "$SMALL" = 1 ]; then
-    bench_model smollm2-135m "$ALL_RECIPES" 5 0 "--torch --torch=sdpa" --checkpoint smollm2-135m || status=1
+    bench_model smollm2-135m "$RECIPES" 5 0 "--torch --torch=sdpa" --checkpoint smollm2-135m || status=1
 fi
 if [ "$BIG" = 1 ]; then
     bench_model tinyllama-1.1b-random "$BIG_RECIPES" 3 1 "--torch" \

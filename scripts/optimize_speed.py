@@ -23,8 +23,8 @@ from tinyexport.resolve import Candidate, open_checkpoint, transform
 
 VARIANTS = {
     "baseline": ([], None),
-    "prune-heads-0.25": (["prune-heads=0.25"], None),
-    "prune-heads-0.5": (["prune-heads=0.5"], None),
+    "prune-heads-0.25": (["prune-heads=0.25:o_proj"], None),
+    "prune-heads-0.5": (["prune-heads=0.5:o_proj"], None),
     "kv-int8": ([], "int8"),
     "bf16": (["mixed-precision=bf16"], None),
 }

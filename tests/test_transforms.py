@@ -152,7 +152,7 @@ def test_ratio_that_empties_a_group_refused() -> None:
     state = _state(TINY)  # 2 heads per KV group: at most half can go
     with pytest.raises(TransformError, match="no head"):
         apply_transforms(TINY, state, [parse_transform("prune-heads=0.6")])
-    config, _, _ = apply_transforms(TINY, state, [parse_transform("prune-heads=0.5")])
+    config, _, _ = apply_transforms(TINY, state, [parse_transform("prune-heads=0.5:o_proj")])
     assert (config.num_heads, config.num_kv_heads, config.num_heads_per_layer) == (2, 2, None)  # uniform: collapsed
 
 
@@ -317,3 +317,12 @@ def test_uniform_group_pruning_collapses_to_plain_gqa() -> None:
     state = _state(G3)
     config, _ = remove_heads(G3, state, ((3, 4, 5), (0, 1, 2), (0, 1, 2)))
     assert (config.num_heads, config.num_kv_heads, config.num_heads_per_layer) == (3, 1, None)
+
+
+def test_default_criterion_is_the_data_aware_one() -> None:
+    """`activation` measured better than `o_proj` on SmolLM2 (docs/optimize.md), so a bare ratio means it."""
+    t = parse_transform("prune-heads=0.25")
+    assert t.param("criterion") == "activation" and t.label == "prune-heads=0.25:activation"
+    assert parse_transform("prune-heads=0.25:o_proj").param("criterion") == "o_proj"
+    with pytest.raises(TransformError, match="calibration"):  # the default reads data: none given, none invented
+        apply_transforms(TINY, _state(TINY), [t])

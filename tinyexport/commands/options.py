@@ -77,7 +77,8 @@ def transform_options(func: Callable) -> Callable:
         multiple=True,
         metavar="NAME=VALUE",
         help="Optimisation transform of the checkpoint, repeatable, applied in order: "
-        "prune-heads=R[:o_proj|activation][:global][:groups] (remove a fraction R of the query heads: within "
+        "prune-heads=R[:activation|o_proj][:global][:groups] (remove a fraction R of the query heads ranked by their "
+        "output on calibration text, default, or by their o_proj weight norm: within "
         "their KV groups, or :groups whole KV groups with their K/V heads; :global ranks raw scores across "
         "layers), kv-cache=int8, mixed-precision=bf16 (torch only), truncate-layers=N (keep the first N "
         "layers: an early-exit self-draft).",
