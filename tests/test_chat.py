@@ -67,6 +67,24 @@ def test_common_prefix():
     assert common_prefix([], [1]) == 0
 
 
+def test_prompt_text_wraps_one_user_message_only_with_a_template(chat_dir, tmp_path):
+    """The one place a single prompt becomes a chat turn (generate, LiteRT-LM generate, bench --draft)."""
+    import shutil
+
+    from tinyexport.errors import UserError
+    from tinyexport.tokenizer import Tokenizer
+
+    tok = Tokenizer(chat_dir)
+    rendered = tok.prompt_text("hi", chat=True)
+    assert rendered == tok.render_chat([{"role": "user", "content": "hi"}]) and rendered != "hi"
+    assert tok.prompt_text("hi") == rendered and tok.prompt_text("hi", chat=False) == "hi"
+    shutil.copy(chat_dir / "tokenizer.json", tmp_path / "tokenizer.json")  # the same vocabulary, no template
+    bare = Tokenizer(tmp_path)
+    assert bare.prompt_text("hi") == "hi"
+    with pytest.raises(UserError, match="no chat template"):
+        bare.prompt_text("hi", chat=True)
+
+
 def test_turns_reuse_the_cache_and_equal_one_shot_generation(chat_dir, chat_arts):
     from tinyexport.runners import open_artefact_runner
 

@@ -94,6 +94,76 @@ def verify_limit(runner: Runner) -> int | None:
     return max(lengths) if lengths else None
 
 
+@dataclass(frozen=True)
+class PairSide:
+    """What the pair checks need from a target or a draft: read from an open runner, or from an
+    artefact's manifest and tokenizer before anything loads (``artefact_side``).
+
+    ``max_len`` None: not known yet. ``verify_limit``: as ``verify_limit`` (0: last-position logits
+    only; None: only the cache limits). ``vocab_fingerprint``: ``Tokenizer.vocab_fingerprint`` or None.
+    """
+
+    name: str
+    vocab_size: int
+    max_len: int | None = None
+    verify_limit: int | None = None
+    vocab_fingerprint: str | None = None
+
+    @classmethod
+    def of_runner(cls, runner: Runner, vocab_fingerprint: str | None = None) -> PairSide:
+        return cls(runner.name, runner.config.vocab_size, runner.max_len, verify_limit(runner), vocab_fingerprint)
+
+
+def artefact_side(art, role: str) -> PairSide:
+    """The pair facts of an artefact before loading its runtime (its tokenizer is required: without it the
+    vocabulary cannot be compared). Fixed-shape signature limits are checked once the runner is open."""
+    from tinyexport.tokenizer import Tokenizer
+
+    if art.tokenizer_dir is None:
+        raise SpeculativeError(f"{role} {art.path} has no tokenizer.json, so its vocabulary cannot be checked")
+    all_positions = art.manifest.get("prefill_logits", "last") == "all"
+    fingerprint = Tokenizer(art.tokenizer_dir).vocab_fingerprint()
+    return PairSide(art.name, art.config.vocab_size, art.kv_cache_max_len, None if all_positions else 0, fingerprint)
+
+
+def check_sides(target: PairSide, draft: PairSide, k: int, needed_tokens: int | None = None) -> None:
+    """Refuse, in one line, a pair that cannot decode speculatively: different vocabularies, ``k`` out of
+    range, a target that cannot score ``k + 1`` positions in one call, or a cache shorter than
+    ``needed_tokens``. Facts a side does not know yet (None) are not checked."""
+    if k < 1:
+        raise SpeculativeError(f"-k must be at least 1 (draft tokens per target call), got {k}")
+    if target.vocab_size != draft.vocab_size:
+        raise SpeculativeError(
+            f"draft {draft.name} has a vocabulary of {draft.vocab_size} tokens, target {target.name} "
+            f"{target.vocab_size}; use a draft made from the same tokenizer"
+        )
+    if None not in (target.vocab_fingerprint, draft.vocab_fingerprint) and (
+        target.vocab_fingerprint != draft.vocab_fingerprint
+    ):
+        raise SpeculativeError(
+            f"draft {draft.name} and target {target.name} have different tokenizers (vocabulary fingerprints "
+            f"{draft.vocab_fingerprint} vs {target.vocab_fingerprint}); use a draft made from the same tokenizer"
+        )
+    if target.verify_limit == 0:
+        raise SpeculativeError(
+            f"target {target.name} returns only the last position's logits from a prefill, so it cannot score "
+            "draft tokens in one call; re-export it with `tinyexport convert ... --prefill-logits all`"
+        )
+    if target.verify_limit is not None and k + 1 > target.verify_limit:
+        raise SpeculativeError(
+            f"-k {k} needs the target to score {k + 1} tokens in one call, but {target.name}'s longest prefill "
+            f"signature is {target.verify_limit}; use -k {target.verify_limit - 1} or less, or export it with "
+            f"--prefill-seq-lens {k + 1},..."
+        )
+    if needed_tokens is not None:
+        for role, side in (("target", target), ("draft", draft)):
+            if side.max_len is not None and needed_tokens > side.max_len:
+                raise SpeculativeError(
+                    f"{role} {side.name} has a KV cache of {side.max_len} tokens, shorter than the "
+                    f"{needed_tokens} this request needs; lower --max-new-tokens or use a longer-cache export"
+                )
+
+
 def check_pair(
     target: Runner,
     draft: Runner,
@@ -103,39 +173,8 @@ def check_pair(
     draft_vocab: str | None = None,
     needed_tokens: int | None = None,
 ) -> None:
-    """Refuse, in one line, a pair that cannot decode speculatively: different vocabularies
-    (``*_vocab``: ``Tokenizer.vocab_fingerprint``), ``k`` out of range, a target that cannot score
-    ``k + 1`` positions in one call, or a cache shorter than ``needed_tokens``."""
-    if target.config.vocab_size != draft.config.vocab_size:
-        raise SpeculativeError(
-            f"draft {draft.name} has a vocabulary of {draft.config.vocab_size} tokens, target {target.name} "
-            f"{target.config.vocab_size}; use a draft made from the same tokenizer"
-        )
-    if target_vocab is not None and draft_vocab is not None and target_vocab != draft_vocab:
-        raise SpeculativeError(
-            f"draft {draft.name} and target {target.name} have different tokenizers (vocabulary fingerprints "
-            f"{draft_vocab} vs {target_vocab}); use a draft made from the same tokenizer"
-        )
-    if k < 1:
-        raise SpeculativeError(f"-k must be at least 1 (draft tokens per round), got {k}")
-    limit = verify_limit(target)
-    if limit == 0:
-        raise SpeculativeError(
-            f"target {target.name} returns only the last position's logits from a prefill, so it cannot score "
-            "draft tokens in one call; re-export it with `tinyexport convert ... --prefill-logits all`"
-        )
-    if limit is not None and k + 1 > limit:
-        raise SpeculativeError(
-            f"-k {k} needs the target to score {k + 1} tokens in one call, but {target.name}'s longest prefill "
-            f"signature is {limit}; use -k {limit - 1} or less, or export it with --prefill-seq-lens {k + 1},..."
-        )
-    if needed_tokens is not None:
-        for role, runner in (("target", target), ("draft", draft)):
-            if needed_tokens > runner.max_len:
-                raise SpeculativeError(
-                    f"{role} {runner.name} has a KV cache of {runner.max_len} tokens, shorter than the "
-                    f"{needed_tokens} this request needs; lower --max-new-tokens or use a longer-cache export"
-                )
+    """``check_sides`` on two open runners (``*_vocab``: their ``Tokenizer.vocab_fingerprint``)."""
+    check_sides(PairSide.of_runner(target, target_vocab), PairSide.of_runner(draft, draft_vocab), k, needed_tokens)
 
 
 def distribution(logits: np.ndarray, sampling: SamplingConfig) -> np.ndarray:
@@ -375,3 +414,48 @@ def compare_speed(
         speculatives.append(row)
         all_stats.append(stats)
     return SpeedComparison(targets, speculatives, all_stats, k, sampling.temperature == 0)
+
+
+def check_artefact_pair(target_path, draft_path, k: int, prompt: str, new_tokens: int) -> None:
+    """Before any runtime loads: the target/draft artefact pair, ``k`` and both caches against the
+    prompt (chat-wrapped where the tokenizer has a template) plus ``new_tokens``."""
+    from tinyexport.artefact import load_artefact
+    from tinyexport.tokenizer import Tokenizer
+
+    target_art, draft_art = load_artefact(target_path), load_artefact(draft_path)
+    target, draft = artefact_side(target_art, "target"), artefact_side(draft_art, "draft")
+    tokenizer = Tokenizer(target_art.tokenizer_dir)
+    check_sides(target, draft, k, int(tokenizer.encode(tokenizer.prompt_text(prompt)).size) + new_tokens)
+
+
+def speed_row(
+    target_path, draft_path, k: int, prompt: str, new_tokens: int, repeats: int, threads: int | None
+) -> dict[str, object]:
+    """Open both artefacts' runners, check the pair, time the target alone against speculative decoding
+    interleaved (``compare_speed``); the row as JSON, with the load average before and after."""
+    import os
+
+    from tinyexport.artefact import load_artefact
+    from tinyexport.resolve import Candidate
+    from tinyexport.tokenizer import Tokenizer
+
+    options = {"threads": threads} if threads else {}
+    target_art, draft_art = load_artefact(target_path), load_artefact(draft_path)
+    tokenizer = Tokenizer(target_art.tokenizer_dir)
+    ids = tokenizer.encode(tokenizer.prompt_text(prompt))
+    target = Candidate("artefact", artefact=target_art).open(**options)
+    draft = Candidate("artefact", artefact=draft_art).open(**options)
+    check_pair(target, draft, k, needed_tokens=ids.size + new_tokens)
+    eos = target.config.eos_token_id
+    load_before = os.getloadavg()[0]
+    result = compare_speed(target, draft, ids, new_tokens, k, stop_ids=[] if eos is None else [eos], repeats=repeats)
+    return {
+        "target": target.name,
+        "draft": draft.name,
+        "prompt": prompt,
+        "prompt_tokens": int(ids.size),
+        "threads": threads,
+        "repeats": repeats,
+        "load_average": [load_before, os.getloadavg()[0]],
+        **result.summary(),
+    }

@@ -50,6 +50,15 @@ class Tokenizer:
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         return env.from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt)
 
+    def prompt_text(self, prompt: str, chat: bool | None = None) -> str:
+        """``prompt`` as the model should read it: one user message rendered with the chat template when
+        ``chat`` is True (refused without a template) or, for None, whenever the tokenizer has one."""
+        if chat is False or (chat is None and self.chat_template() is None):
+            return prompt
+        if self.chat_template() is None:
+            raise UserError("--chat: this tokenizer has no chat template; drop --chat")
+        return self.render_chat([{"role": "user", "content": prompt}])
+
     def vocab_fingerprint(self) -> str:
         """Hash of the vocabulary and merges: equal iff two tokenizers map text to the same ids."""
         import hashlib

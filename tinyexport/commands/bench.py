@@ -180,11 +180,14 @@ def bench(
     if not no_log:
         check_log(log_csv)
     if draft is not None:
-        from tinyexport.commands.speculative_row import SPEC_PROMPT, check_draft
+        from tinyexport.commands.speculative_row import SPEC_PROMPT
+        from tinyexport.speculative import check_artefact_pair
 
         if on is not None:
             raise UserError("--draft runs on this machine only; drop --on or --draft")
-        check_draft(artefacts, draft, draft_tokens, draft_prompt or SPEC_PROMPT, new_tokens)
+        if not artefacts:
+            raise UserError("--draft needs a target: pass the fp32 ARTEFACT it drafts for first")
+        check_artefact_pair(artefacts[0], draft, draft_tokens, draft_prompt or SPEC_PROMPT, new_tokens)
     if on is not None:
         from tinyexport.bench.remote_command import bench_on, forwarded_args
 
@@ -227,12 +230,13 @@ def bench(
         status.print("LiteRT-LM's own benchmark ...", highlight=False)
         document["litertlm_benchmark"] = bench_bundles(artefacts, prompt_len, new_tokens, min(repeats, 3), threads)
     if draft is not None:
-        from tinyexport.commands.speculative_row import SPEC_PROMPT, measure_row
+        from tinyexport.commands.speculative_row import SPEC_PROMPT
+        from tinyexport.speculative import speed_row
 
         status.print(
             f"speculative decoding: {artefacts[0].name} + draft {draft.name}, k={draft_tokens} ...", highlight=False
         )
-        document["speculative"] = measure_row(
+        document["speculative"] = speed_row(
             artefacts[0], draft, draft_tokens, draft_prompt or SPEC_PROMPT, new_tokens, repeats, threads
         )
     print_bench(console, document)

@@ -116,12 +116,7 @@ def generate(
         need_tokenizer=True,
     )
     tokenizer, config = inputs.tokenizer, inputs.config
-    text = prompt
-    if chat:
-        if tokenizer.chat_template() is None:
-            raise UserError("--chat: this tokenizer has no chat template; drop --chat")
-        text = tokenizer.render_chat([{"role": "user", "content": prompt}])
-    ids = tokenizer.encode(text)
+    ids = tokenizer.encode(tokenizer.prompt_text(prompt, chat))
     if ids.size == 0:
         raise UserError("the prompt encodes to no tokens; pass a non-empty --prompt")
     inputs.check_capacity(
@@ -139,13 +134,12 @@ def generate(
     draft_runner = None
     if draft is not None:
         from tinyexport.artefact import load_artefact
-        from tinyexport.speculative import check_pair
-        from tinyexport.tokenizer import Tokenizer
+        from tinyexport.speculative import PairSide, artefact_side, check_pair, check_sides
 
         draft_art = load_artefact(draft)
-        if draft_art.tokenizer_dir is None:
-            raise UserError(f"--draft {draft}: has no tokenizer.json, so its vocabulary cannot be checked")
-        check_pair_early(draft_art.config.vocab_size, config.vocab_size, draft, draft_tokens)
+        draft_side = artefact_side(draft_art, "draft")  # fail before loading anything heavy
+        target_side = PairSide("target", config.vocab_size, vocab_fingerprint=tokenizer.vocab_fingerprint())
+        check_sides(target_side, draft_side, draft_tokens)
         draft_runner = Candidate("artefact", artefact=draft_art).open(**options)
     if inputs.artefacts:
         runner = inputs.candidates[0].open(**options)
@@ -157,14 +151,7 @@ def generate(
     sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     stops = [config.eos_token_id] if config.eos_token_id is not None else []
     if draft_runner is not None:
-        check_pair(
-            runner,
-            draft_runner,
-            draft_tokens,
-            target_vocab=tokenizer.vocab_fingerprint(),
-            draft_vocab=Tokenizer(draft_art.tokenizer_dir).vocab_fingerprint(),
-            needed_tokens=ids.size + max_new_tokens,
-        )
+        check_pair(runner, draft_runner, draft_tokens, needed_tokens=ids.size + max_new_tokens)
         run_speculative(runner, draft_runner, tokenizer, ids, max_new_tokens, draft_tokens, sampling, stops)
         if bench_repeats is not None or json_path is not None:
             bench_speculative(
@@ -185,19 +172,6 @@ def generate(
         f"(stop: {stats.stop_reason})",
         err=True,
     )
-
-
-def check_pair_early(draft_vocab: int, target_vocab: int, draft: Path, k: int) -> None:
-    """The checks that need no runner: fail before loading anything heavy."""
-    from tinyexport.errors import UserError
-
-    if k < 1:
-        raise UserError(f"-k must be at least 1 (draft tokens per target call), got {k}")
-    if draft_vocab != target_vocab:
-        raise UserError(
-            f"--draft {draft}: vocabulary of {draft_vocab} tokens, the target has {target_vocab}; "
-            "use a draft made from the same tokenizer"
-        )
 
 
 def run_speculative(target, draft, tokenizer, ids, max_new_tokens, k, sampling, stops) -> None:

@@ -19,12 +19,7 @@ def generate_with_litertlm(artefact: Path, prompt: str, chat: bool, max_new_toke
 
     art = load_artefact(artefact)
     bundle = bundle_of(art)  # refuses an artefact without one before anything loads
-    text = prompt
-    if chat:
-        tokenizer = Tokenizer(art.path)
-        if tokenizer.chat_template() is None:
-            raise UserError("--chat: this tokenizer has no chat template; drop --chat")
-        text = tokenizer.render_chat([{"role": "user", "content": prompt}])
+    text = Tokenizer(art.path).prompt_text(prompt, chat) if chat else prompt
     with LiteRtLmEngine(bundle, threads=threads) as engine:
         n_prompt = len(engine.tokenize(text))
         if n_prompt == 0:
