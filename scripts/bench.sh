@@ -27,9 +27,12 @@ print(" ".join(f"{f}:{n}" for n, r in RECIPES.items() for f in r.formats if f !=
 ALL_RECIPES="$ALL_RECIPES tflite:dynamic_int8:256 tflite:dynamic_int8:2048"
 # RECIPES="fmt:recipe[:slots] ..." benches a chosen subset of SmolLM2 artefacts instead of all of them.
 RECIPES=${RECIPES:-$ALL_RECIPES}
+# RETRY=1: convert again what failed in an earlier run (its reason is kept in <artefact dir>.skipped).
 # CONVERT_TIMEOUT=S: a conversion still running after S seconds is stopped and written to skipped.txt
 # with its time (the ExecuTorch fp32 lowering of SmolLM2 ran > 48 min here); 0 = no limit.
 CONVERT_TIMEOUT=${CONVERT_TIMEOUT:-0}
+# CONVERT_ONLY=1: convert what is missing and stop (bench later on a quiet machine: conversions need no quiet)
+CONVERT_ONLY=${CONVERT_ONLY:-0}
 # The 1.1B shape: the quantized artefacts only (fp32/fp16 files of 4.4/2.2 GB add little but hours).
 BIG_RECIPES=${BIG_RECIPES:-"tflite:dynamic_int8 tflite:int4_block32 onnx:dynamic_int8 onnx:int4_block32 gguf:q8_0 gguf:q4_0"}
 # llama.cpp's OWN conversion of the same weights (convert_hf_to_gguf.py + llama_model_quantize), benched in the
@@ -47,6 +50,11 @@ bench_model() {  # name, recipes, repeats, heavy (0|1), torch candidates, checkp
         local fmt recipe slots
         IFS=: read -r fmt recipe slots <<< "$pair"
         dir=$OUT/bench/$name/${fmt}_${recipe}${slots:+_ekv$slots}
+        local failed="$dir.skipped"  # a conversion that failed before is not retried (RETRY=1 does)
+        if [ ! -f "$dir/manifest.json" ] && [ -f "$failed" ] && [ "${RETRY:-0}" != 1 ]; then
+            tee -a "$results/skipped.txt" < "$failed"
+            continue
+        fi
         if [ ! -f "$dir/manifest.json" ]; then
             echo "== $name: convert $fmt/$recipe -> $dir"
             local limit=() t0 rc
@@ -57,10 +65,12 @@ bench_model() {  # name, recipes, repeats, heavy (0|1), torch candidates, checkp
             rc=$?
             if [ "$rc" = 124 ]; then
                 echo "$fmt/$recipe: conversion stopped after $(( $(date +%s) - t0 )) s (CONVERT_TIMEOUT=$CONVERT_TIMEOUT)" \
-                    | tee -a "$results/skipped.txt"
+                    > "$failed"
+                tee -a "$results/skipped.txt" < "$failed"
                 continue
             elif [ "$rc" != 0 ]; then
-                echo "$fmt/$recipe: $(tail -n 1 "$results/.convert.err")" | tee -a "$results/skipped.txt"
+                echo "$fmt/$recipe: $(tail -n 1 "$results/.convert.err")" > "$failed"
+                tee -a "$results/skipped.txt" < "$failed"
                 continue
             fi
         fi
@@ -81,6 +91,10 @@ bench_model() {  # name, recipes, repeats, heavy (0|1), torch candidates, checkp
         fi
     fi
     rm -f "$results/.convert.err"
+    if [ "$CONVERT_ONLY" = 1 ]; then
+        echo "== $name: ${#arts[@]} artefact(s) ready (CONVERT_ONLY=1: no bench)"
+        return 0
+    fi
     echo "== $name: bench ${#arts[@]} artefact(s) + $torches hf"
     local litertlm=()
     compgen -G "$OUT/bench/$name/*/model.litertlm" > /dev/null && litertlm=(--litertlm)
