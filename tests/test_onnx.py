@@ -253,3 +253,15 @@ def test_config_json_reflects_the_exported_shape_or_refuses():
     eos = dataclasses.replace(TINY, bos_token_id=1, eos_token_id=2)
     assert generation_config(None, eos) == {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2}
     assert generation_config({"eos_token_id": [2, 5]}, eos)["eos_token_id"] == [2, 5]
+
+
+def test_shared_cpu_sessions_park_their_threads():
+    """A speculative pair opens ONNX runners with the registry's shared-CPU options: intra-op threads
+    parked between runs, not spinning on the cores the other runtime needs."""
+    from tinyexport.formats.registry import FORMATS
+    from tinyexport.runners.ort_runner import session_options
+
+    assert dict(FORMATS["onnx"].shared_cpu_options) == {"spin": False}
+    assert session_options(1, spin=False).get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    with pytest.raises(RuntimeError, match="allow_spinning"):  # not set: onnxruntime's default (spin)
+        session_options(1).get_session_config_entry("session.intra_op.allow_spinning")

@@ -443,8 +443,8 @@ def speed_row(
     target_art, draft_art = load_artefact(target_path), load_artefact(draft_path)
     tokenizer = Tokenizer(target_art.tokenizer_dir)
     ids = tokenizer.encode(tokenizer.prompt_text(prompt))
-    target = Candidate("artefact", artefact=target_art).open(**options)
-    draft = Candidate("artefact", artefact=draft_art).open(**options)
+    target = Candidate("artefact", artefact=target_art).open(shared_cpu=True, **options)
+    draft = Candidate("artefact", artefact=draft_art).open(shared_cpu=True, **options)
     check_pair(target, draft, k, needed_tokens=ids.size + new_tokens)
     eos = target.config.eos_token_id
     load_before = os.getloadavg()[0]

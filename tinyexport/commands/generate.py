@@ -140,9 +140,9 @@ def generate(
         draft_side = artefact_side(draft_art, "draft")  # fail before loading anything heavy
         target_side = PairSide("target", config.vocab_size, vocab_fingerprint=tokenizer.vocab_fingerprint())
         check_sides(target_side, draft_side, draft_tokens)
-        draft_runner = Candidate("artefact", artefact=draft_art).open(**options)
+        draft_runner = Candidate("artefact", artefact=draft_art).open(shared_cpu=True, **options)
     if inputs.artefacts:
-        runner = inputs.candidates[0].open(**options)
+        runner = inputs.candidates[0].open(**options, **({"shared_cpu": True} if draft is not None else {}))
     else:
         from tinyexport.resolve import transform
 

@@ -28,6 +28,9 @@ class Format:
     # True: the runtime itself loads torch (ExecuTorch's Python pybindings link libtorch), so the format
     # cannot run in a torch-free install the way TFLite, ONNX and GGUF artefacts do.
     runtime_needs_torch: bool = False
+    # Runner options for sharing the cores with another runtime in the same process (a speculative pair
+    # alternates two runners): onnxruntime's intra-op threads otherwise spin-wait between runs.
+    shared_cpu_options: tuple[tuple[str, Any], ...] = ()
 
 
 FORMATS: Mapping[str, Format] = MappingProxyType(
@@ -51,6 +54,7 @@ FORMATS: Mapping[str, Format] = MappingProxyType(
                 "tinyexport.runners.ort_runner:ORTRunner",
                 "onnxruntime",
                 ("prune-heads", "kv-cache", "truncate-layers"),
+                shared_cpu_options=(("spin", False),),
             ),
             Format(
                 "gguf",

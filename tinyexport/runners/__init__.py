@@ -32,10 +32,14 @@ class RuntimeMissingError(UserError, ImportError):
     """The runtime an artefact needs is not installed."""
 
 
-def open_artefact_runner(artefact: Artefact | Path | str, *, all_logits: bool = False, **options: Any) -> Runner:
+def open_artefact_runner(
+    artefact: Artefact | Path | str, *, all_logits: bool = False, shared_cpu: bool = False, **options: Any
+) -> Runner:
     """The Runner for an artefact directory (hashes checked), picked by its manifest's format.
 
-    ``all_logits``: where the format picks prefill logits at run time, return every position's."""
+    ``all_logits``: where the format picks prefill logits at run time, return every position's.
+    ``shared_cpu``: another runner in this process alternates with this one on the same cores
+    (speculative decoding): the format's ``shared_cpu_options`` apply."""
     art = artefact if isinstance(artefact, Artefact) else load_artefact(artefact)
     fmt = FORMATS.get(art.format)
     if fmt is None:
@@ -49,4 +53,6 @@ def open_artefact_runner(artefact: Artefact | Path | str, *, all_logits: bool = 
         ) from None
     if all_logits and fmt.runtime_logits:
         options.setdefault("logits", "all")
+    if shared_cpu:
+        options = {**dict(fmt.shared_cpu_options), **options}
     return runner_cls.from_artefact(art, **options)

@@ -27,9 +27,11 @@ class ORTOptionError(UserError, ValueError):
     """A runner option has a value onnxruntime cannot use."""
 
 
-def session_options(threads: int | None = None, optimization: str = "all"):
+def session_options(threads: int | None = None, optimization: str = "all", spin: bool = True):
     """onnxruntime SessionOptions: ``threads`` intra-op threads (None: one per physical core),
-    graph optimisation level by name."""
+    graph optimisation level by name. ``spin=False`` parks the intra-op threads between runs instead of
+    letting them spin-wait (onnxruntime's default): what a session needs when another runtime in the same
+    process (a speculative draft or target) computes between its runs on the same cores."""
     import onnxruntime as ort
 
     if optimization not in OPTIMIZATION_LEVELS:
@@ -49,6 +51,8 @@ def session_options(threads: int | None = None, optimization: str = "all"):
     options.inter_op_num_threads = 1
     if threads is not None:
         options.intra_op_num_threads = threads
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only: "unused initializer" notices are not the user's business
     return options
 
@@ -130,10 +134,11 @@ class ORTRunner:
         io_binding: bool = True,
         check: bool = True,
         name: str | None = None,
+        spin: bool = True,
     ) -> ORTRunner:
         import onnxruntime as ort
 
-        options = session_options(threads, optimization)  # bad options fail before any file work
+        options = session_options(threads, optimization, spin)  # bad options fail before any file work
         if check:
             check_onnx_file(art.model_path)
         try:
