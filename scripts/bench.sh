@@ -34,7 +34,7 @@ CONVERT_TIMEOUT=${CONVERT_TIMEOUT:-0}
 # CONVERT_ONLY=1: convert what is missing and stop (bench later on a quiet machine: conversions need no quiet)
 CONVERT_ONLY=${CONVERT_ONLY:-0}
 # The 1.1B shape: the quantized artefacts only (fp32/fp16 files of 4.4/2.2 GB add little but hours).
-BIG_RECIPES=${BIG_RECIPES:-"tflite:dynamic_int8 tflite:int4_block32 onnx:dynamic_int8 onnx:int4_block32 gguf:q8_0 gguf:q4_0"}
+BIG_RECIPES=${BIG_RECIPES:-"tflite:dynamic_int8 tflite:int4_block32 onnx:dynamic_int8 onnx:int4_block32 gguf:q8_0 gguf:q4_0 executorch:8da4w"}
 # llama.cpp's OWN conversion of the same weights (convert_hf_to_gguf.py + llama_model_quantize), benched in the
 # same run: the report gives every row as a ratio to these (scripts/lcpp_reference.py, docs/gguf.md).
 LLAMA_CPP_RECIPES=${LLAMA_CPP_RECIPES:-q8_0,q4_0}
@@ -81,6 +81,12 @@ bench_model() {  # name, recipes, repeats, heavy (0|1), torch candidates, checkp
         fi
         arts+=("$dir")
     done
+    # EXTRA="dir ..." (SmolLM2): artefacts converted by hand (e.g. --kv-cache int8) join the same bench run
+    if [ "$name" = smollm2-135m ]; then
+        for extra in ${EXTRA:-}; do
+            if [ -f "$extra/manifest.json" ]; then arts+=("$extra"); else echo "EXTRA $extra: no artefact there" | tee -a "$results/skipped.txt"; fi
+        done
+    fi
     if [ -n "$LLAMA_CPP_RECIPES" ]; then
         echo "== $name: llama.cpp's own conversion ($LLAMA_CPP_RECIPES) -> $OUT/bench/$name/llamacpp_*"
         if "${lock[@]}" "$PY" scripts/lcpp_reference.py "${ckpt[@]}" -o "$OUT/bench/$name" \
