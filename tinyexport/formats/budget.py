@@ -47,13 +47,13 @@ MEMORY_MODEL: dict[tuple[str, str], tuple[float, float]] = {
     ("onnx", "dynamic_int8"): (1206, 4.359),
     ("onnx", "int4_block32"): (808, 4.139),
     # GGUF: lines through SmolLM2 (134.5 M parameters: fp32 768, q4_0 929, q8_0 979 MiB, quiet machine,
-    # 2026-12-02) and the 1.1B shape (q8_0 6.0 GB, q4_0 5.0 GB, docs/gguf.md). The old single line through a
-    # tiny model predicted 18.2 GB for the 1.1B (3x its 6.0 GB) and refused it on a 24 GB machine. fp32/fp16
+    # 2026-12-02) and the 1.1B shape (q8_0 5,913, q4_0 5,549 MiB, same run). The old single line through a
+    # tiny model predicted 18.2 GB for the 1.1B (3x its 5.9 GB) and refused it on a 24 GB machine. fp32/fp16
     # of the 1.1B were not measured: they share q8_0's line (the fp32 state dict dominates every recipe).
-    ("gguf", "fp32"): (318, 4.913),
-    ("gguf", "fp16"): (318, 4.913),
-    ("gguf", "q8_0"): (318, 4.913),
-    ("gguf", "q4_0"): (394, 3.976),
+    ("gguf", "fp32"): (292, 5.110),
+    ("gguf", "fp16"): (292, 5.110),
+    ("gguf", "q8_0"): (292, 5.110),
+    ("gguf", "q4_0"): (285, 4.785),
     # ExecuTorch: a line through tiny fp32 (433 MiB, 0.1 M parameters) and SmolLM2 fp32 measured whole on a
     # quiet machine (3,776 MiB, 392 s; the earlier 50-minute "did not finish" was a machine at load 25).
     # Torchao's quantized copies are small next to that; the recipes share it.
