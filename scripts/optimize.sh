@@ -2,7 +2,8 @@
 # make optimize: every optimisation transform on SmolLM2 (real weights) -- perplexity / KL / top-1
 # against the untransformed transformers reference, and speed / memory / size from `tinyexport bench`.
 # Short on purpose (the machine is shared): the first TOKENS tokens of Macbeth, a short bench.
-# EXPORTED=1 adds ONNX (FORMATS="onnx tflite": and TFLite) artefact rows and the plots.
+# EXPORTED=1 adds ONNX (FORMATS="onnx tflite": and TFLite) artefact rows and the plots; BIG=1 the 1.1B
+# shape's speed / memory / size rows.
 set -euo pipefail
 TE=${TE:-.venv/bin/tinyexport}
 PY=${PY:-.venv/bin/python}
@@ -37,6 +38,30 @@ for entry in "${methods[@]}"; do
   if [ -n "$BENCH_ONLY" ] && [[ " $BENCH_ONLY " != *" $slug "* ]]; then continue; fi
   [ -s "$OUT/bench-$slug.json" ] || "$TE" bench --torch=standard "${args[@]}" "${BENCH[@]}" --json "$OUT/bench-$slug.json"
 done
+
+# Speed of every method above, interleaved round by round in one process (scripts/optimize_speed.py)
+[ -s "$OUT/speed.json" ] || "$PY" scripts/optimize_speed.py "$OUT/speed.json" --threads "$THREADS" "${methods[@]}"
+
+# BIG=1: the 1.1B TinyLlama shape (random weights: speed, memory, size; no perplexity), one
+# `tinyexport bench --torch` process per method (the models are 4.4 GB each: not interleaved in one process)
+if [ "${BIG:-0}" = 1 ]; then
+  big=(
+    "baseline|"
+    "prune-heads-0.25|--transform prune-heads=0.25"
+    "prune-heads-0.5|--transform prune-heads=0.5"
+    "prune-groups-0.25|--transform prune-heads=0.25:groups"
+    "kv-int8|--kv-cache int8"
+    "bf16|--transform mixed-precision=bf16"
+    "prune-groups-0.25+kv-int8|--transform prune-heads=0.25:groups --kv-cache int8"
+  )
+  for entry in "${big[@]}"; do
+    slug=${entry%%|*}
+    read -r -a args <<< "${entry#*|}"
+    echo "== 1.1B $slug"
+    [ -s "$OUT/bench-1.1b-$slug.json" ] || "$TE" bench --torch=standard --checkpoint tinyllama-1.1b --random-weights \
+        "${args[@]}" "${BENCH[@]}" --json "$OUT/bench-1.1b-$slug.json"
+  done
+fi
 
 # Exported rows (EXPORTED=1; ONNX=1 is the old name): convert each artefact, then ONE eval of all of them
 # (one reference), ONE `tinyexport bench` run over all of them (peak RSS, size, wall tok/s, each in its own

@@ -1,18 +1,19 @@
-"""Relative decode/prefill speed of transformed SmolLM2 models, interleaved in one process.
+"""Relative decode/prefill speed of transformed models, interleaved in one process.
 
-On a machine shared with other jobs the load changes from second to second, so each candidate's runs
-are interleaved round by round (A B C D, A B C D, ...) and the table reports the median over rounds and
-each candidate's speed relative to the baseline measured in the same rounds. One torch thread (spinning
-thread pools degrade badly on an oversubscribed CPU). Weight bytes are those the model holds.
+The load changes from second to second on a shared machine, so each candidate's runs are interleaved
+round by round (A B C D, A B C D, ...) and the table reports the median over rounds and each
+candidate's speed relative to the baseline measured in the same rounds. Weight bytes are those the
+model holds. The first variant is the baseline.
 
-usage: python scripts/optimize_speed.py OUT.json [ROUNDS]
+usage: python scripts/optimize_speed.py OUT.json [--checkpoint SPEC] [--random-weights] [--rounds N]
+           [--threads N] "SLUG|[--transform T]... [--kv-cache int8]" ...
+(the variants are `make optimize`'s method entries; default: SmolLM2, 5 rounds, 1 thread)
 """
 
 from __future__ import annotations
 
 import json
 import statistics
-import sys
 import time
 
 import numpy as np
@@ -21,21 +22,28 @@ import torch
 from tinyexport.models.transforms import parse_transforms
 from tinyexport.resolve import Candidate, open_checkpoint, transform
 
-VARIANTS = {
-    "baseline": ([], None),
-    "prune-heads-0.25": (["prune-heads=0.25:o_proj"], None),
-    "prune-heads-0.5": (["prune-heads=0.5:o_proj"], None),
-    "kv-int8": ([], "int8"),
-    "bf16": (["mixed-precision=bf16"], None),
-}
 PROMPT, NEW = 64, 16
 
 
-def main(out: str, rounds: int) -> None:
-    torch.set_num_threads(1)
-    base = open_checkpoint("smollm2-135m")
+def parse_variant(entry: str) -> tuple[str, tuple[list[str], str | None]]:
+    """``"slug|--transform a --transform b --kv-cache int8"`` -> (slug, (["a", "b"], "int8"))."""
+    slug, _, args = entry.partition("|")
+    words, texts, kv = args.split(), [], None
+    for flag, value in zip(words[::2], words[1::2]):
+        if flag == "--transform":
+            texts.append(value)
+        elif flag == "--kv-cache":
+            kv = value
+        else:
+            raise SystemExit(f"variant {entry!r}: unknown option {flag}")
+    return slug, (texts, kv)
+
+
+def main(out: str, rounds: int, variants: dict, spec: str, random_weights: bool, threads: int) -> None:
+    torch.set_num_threads(threads)
+    base = open_checkpoint(spec, random_weights=random_weights)
     runners, weights = {}, {}
-    for name, (texts, kv) in VARIANTS.items():
+    for name, (texts, kv) in variants.items():
         planned = transform(base, parse_transforms(texts, kv)).transforms
         runner = Candidate("torch", "sdpa", transforms=planned).open(base, max_len=PROMPT + NEW)
         runners[name] = runner
@@ -54,8 +62,9 @@ def main(out: str, rounds: int) -> None:
                 logits = runner.decode(int(np.argmax(logits)))
             decode[name].append(NEW / (time.perf_counter() - start))
     rows = []
+    baseline = next(iter(runners))
     for name in runners:
-        ratio = [d / b for d, b in zip(decode[name], decode["baseline"])]
+        ratio = [d / b for d, b in zip(decode[name], decode[baseline])]
         rows.append(
             {
                 "name": name,
@@ -66,7 +75,16 @@ def main(out: str, rounds: int) -> None:
                 "weight_bytes": weights[name],
             }
         )
-    doc = {"rounds": rounds, "prompt": PROMPT, "new_tokens": NEW, "threads": 1, "attention": "sdpa", "rows": rows}
+    doc = {
+        "checkpoint": spec,
+        "random_weights": random_weights,
+        "rounds": rounds,
+        "prompt": PROMPT,
+        "new_tokens": NEW,
+        "threads": threads,
+        "attention": "sdpa",
+        "rows": rows,
+    }
     with open(out, "w") as f:
         json.dump(doc, f, indent=2)
     for r in rows:
@@ -77,4 +95,15 @@ def main(out: str, rounds: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 5)
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out")
+    parser.add_argument("variants", nargs="+")
+    parser.add_argument("--checkpoint", default="smollm2-135m")
+    parser.add_argument("--random-weights", action="store_true")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    chosen = dict(parse_variant(v) for v in args.variants)
+    main(args.out, args.rounds, chosen, args.checkpoint, args.random_weights, args.threads)

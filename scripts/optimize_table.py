@@ -19,7 +19,8 @@ def _rows(directory: Path) -> list[str]:
     speed_path = directory / "speed.json"
     speed = {r["name"]: r for r in json.loads(speed_path.read_text())["rows"]} if speed_path.is_file() else {}
     reference = None
-    for eval_path in sorted(directory.glob("eval-*.json"), key=lambda p: (p.stem != "eval-baseline", p.stem)):
+    torch_evals = [p for p in directory.glob("eval-*.json") if not p.stem.startswith("eval-exported-")]
+    for eval_path in sorted(torch_evals, key=lambda p: (p.stem != "eval-baseline", p.stem)):
         slug = eval_path.stem.removeprefix("eval-")
         rows = json.loads(eval_path.read_text())["candidates"]
         reference = reference or next((r for r in rows if r["name"] == "hf"), None)
@@ -91,6 +92,34 @@ def exported_rows(directory: Path, fmt: str) -> list[dict]:
     return rows
 
 
+def big_rows(directory: Path) -> list[str]:
+    """The 1.1B shape (``BIG=1``): one ``bench-1.1b-SLUG.json`` per method; decode relative to the baseline."""
+    docs = {p.stem.removeprefix("bench-1.1b-"): json.loads(p.read_text()) for p in directory.glob("bench-1.1b-*.json")}
+    if not docs:
+        return []
+    base = docs.get("baseline", {}).get("candidates", [{}])[0]
+    base_tok_s = (base.get("decode_tok_s") or {}).get("median")
+    lines = [
+        "## The 1.1B TinyLlama shape (`BIG=1 make optimize`, random weights: no perplexity)",
+        "",
+        "One `tinyexport bench --torch=standard --checkpoint tinyllama-1.1b --random-weights [--transform ...]`",
+        "process per method, run one after another (prompt 64 + 32 tokens, 2 threads, medians of 3).",
+        "",
+        "| Method | decode tok/s | vs baseline | prefill tok/s | Memory MB (peak RSS) | Model size MB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for slug in sorted(docs, key=lambda s: (s != "baseline", s)):
+        c = docs[slug]["candidates"][0]
+        tok_s = (c.get("decode_tok_s") or {}).get("median")
+        ratio = tok_s / base_tok_s if tok_s and base_tok_s else None
+        lines.append(
+            f"| {slug} (`{c['name']}`) | {_fmt(tok_s, '.2f')} | {_fmt(ratio, '.2f')}{'x' if ratio else ''} "
+            f"| {_fmt((c.get('prefill_tok_s') or {}).get('median'), '.0f')} | {_fmt(c.get('peak_rss_mb'), '.0f')} "
+            f"| {_fmt(c.get('weight_bytes', c.get('size_bytes')) / 1e6, '.1f')} |"
+        )
+    return [*lines, ""]
+
+
 def _fmt(value, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
@@ -160,6 +189,9 @@ if __name__ == "__main__":
     if exported:
         print(EXPORTED_HEADER)
         print("\n".join(exported))
+    big = big_rows(Path(sys.argv[1]))
+    if big:
+        print("\n".join(["", *big]))
     notes = Path(sys.argv[1]) / "seed_comparison.md"  # hand-written: the seed's claims beside ours
     if notes.is_file():
         print(notes.read_text())
