@@ -155,9 +155,11 @@ def test_speculative_sampling_keeps_the_target_distribution_one_step():
     assert counts[5] == 0  # never emits what the target gives probability 0
 
 
-def test_speculative_sampling_matches_the_target_joint_distribution(tmp_path):
+@pytest.mark.parametrize("min_draft_prob", [0.0, 0.7])
+def test_speculative_sampling_matches_the_target_joint_distribution(tmp_path, min_draft_prob):
     """Three new tokens from a vocab-3 target with a vocab-3 draft of other weights (k = 2): the joint
-    frequency of the 27 outcomes against the target's exact joint probabilities."""
+    frequency of the 27 outcomes against the target's exact joint probabilities; also when rounds stop
+    early on an unsure draft token (``min_draft_prob``)."""
     cfg = dataclasses.replace(TINY, vocab_size=3)
     target = _torch(text_checkpoint(tmp_path / "t", seed=1, config=cfg), max_len=16)
     draft = _torch(text_checkpoint(tmp_path / "d", seed=2, config=cfg), max_len=16)
@@ -171,15 +173,42 @@ def test_speculative_sampling_matches_the_target_joint_distribution(tmp_path):
             pa, pb, pc = (distribution(r, sampling) for r in rows)
             exact[a, b] = pa[a] * pb[b] * pc
     counts = np.zeros((3, 3, 3), int)
-    accepted = drafted = 0
+    accepted = drafted = rounds_cut = 0
     for seed in range(700):
         stats = SpeculativeStats()
-        a, b, c = speculative_tokens(target, draft, prompt, 3, 2, dataclasses.replace(sampling, seed=seed), stats=stats)
+        a, b, c = speculative_tokens(
+            target,
+            draft,
+            prompt,
+            3,
+            2,
+            dataclasses.replace(sampling, seed=seed),
+            stats=stats,
+            min_draft_prob=min_draft_prob,
+        )
         counts[a, b, c] += 1
         accepted, drafted = accepted + stats.accepted, drafted + stats.drafted
+        rounds_cut += stats.stopped_early
     assert 0.2 < accepted / drafted < 0.95  # both branches (accept, resample) were exercised
+    assert (rounds_cut > 0) == (min_draft_prob > 0)  # the early stop really happened (and only when asked)
     stat, df = chi_square(counts.ravel(), exact.ravel())
     assert stat < chi2_critical(df), stat
+
+
+def test_min_draft_prob_shortens_rounds_never_the_output(ckpts):
+    """An unsure draft (a tiny random model: top probability far below 0.5) stops every round after one
+    proposal; the output is still the target's greedy. A negligible threshold is plain fixed-k."""
+    target, draft = _torch(ckpts["target"]), _torch(ckpts["other"])
+    reference = greedy_generate(target, PROMPT, NEW).tokens
+    for k in (1, 3, 5):
+        cut, plain = SpeculativeStats(), SpeculativeStats()
+        assert list(speculative_tokens(target, draft, PROMPT, NEW, k, stats=cut, min_draft_prob=0.5)) == reference
+        assert cut.drafted == cut.rounds  # one proposal per round
+        assert (cut.stopped_early > 0) == (k > 1)  # k = 1 rounds have nothing to cut
+        assert list(speculative_tokens(target, draft, PROMPT, NEW, k, stats=plain, min_draft_prob=1e-9)) == reference
+        assert plain.drafted > plain.rounds or k == 1
+    with pytest.raises(SpeculativeError, match="draft-min-prob"):
+        next(speculative_tokens(target, draft, PROMPT, NEW, 3, min_draft_prob=1.0))
 
 
 def _rollback_equals_fresh(make):

@@ -59,6 +59,7 @@ class SpeculativeStats:
     verify_seconds: float = 0.0  # target verify calls
     rollback_seconds: float = 0.0
     draft_calls: int = 0
+    stopped_early: int = 0  # rounds a min_draft_prob cut short of their k proposals
     min_margin: float = float("inf")  # smallest top-2 gap of the verify rows that chose a token (greedy)
     stop_reason: str = ""
 
@@ -196,6 +197,12 @@ def distribution(logits: np.ndarray, sampling: SamplingConfig) -> np.ndarray:
     return probs
 
 
+def softmax_max(logits: np.ndarray) -> float:
+    """The largest probability of softmax(``logits``): how sure a greedy draft is of its own token."""
+    shifted = np.exp(logits.astype(np.float32) - np.float32(np.max(logits)))
+    return float(1.0 / shifted.sum())
+
+
 def draw(probs: np.ndarray, rng: np.random.Generator) -> int:
     """One id drawn from ``probs`` (inverse CDF on one uniform, so a seed fixes the draw)."""
     cdf = np.cumsum(probs)
@@ -235,9 +242,19 @@ def speculative_tokens(
     sampling: SamplingConfig = GREEDY,
     stop_ids: Iterable[int] = (),
     stats: SpeculativeStats | None = None,
+    min_draft_prob: float = 0.0,
 ) -> Iterator[int]:
     """Reset both runners, prefill ``prompt`` on both, then yield up to ``max_new_tokens`` new ids (a stop
-    id included) decoded speculatively with ``k`` draft tokens per target call."""
+    id included) decoded speculatively with up to ``k`` draft tokens per target call.
+
+    ``min_draft_prob`` > 0: the draft stops proposing after a token it gave less than that probability
+    (its own softmax, or its sampling distribution ``q``): a round whose next proposal is likely rejected
+    ends early, so ``k`` can be larger for confident stretches. It changes only how many tokens each
+    round proposes, never which are accepted: greedy output stays the target's, sampling stays exact
+    (the acceptance test of every proposed position is unchanged; the length is decided from the draft's
+    own proposals, as in dynamic-lookahead speculative decoding)."""
+    if not 0.0 <= min_draft_prob < 1.0:
+        raise SpeculativeError(f"--draft-min-prob must be in [0, 1), got {min_draft_prob}")
     check_pair(target, draft, k)
     prompt = np.asarray(prompt, dtype=np.int64).reshape(-1)
     check_capacity(target.name, 0, prompt.size + max_new_tokens, target.max_len)
@@ -271,8 +288,15 @@ def speculative_tokens(
             drafted.append(step.token)
             stats.draft_seconds += step.seconds
             stats.draft_calls += 1
-            if not greedy:
+            if greedy:
+                confidence = softmax_max(step.logits) if min_draft_prob else 1.0
+            else:
                 q.append(distribution(step.logits, sampling))
+                confidence = q[-1][step.token]
+            if confidence < min_draft_prob:
+                stats.stopped_early += len(drafted) < k_round
+                break  # the draft has read pending + drafted[:-1], as after a round of len(drafted)
+        k_round = len(drafted)
         start = time.perf_counter()
         rows = target.prefill(np.asarray([pending[-1], *drafted]))
         stats.verify_seconds += time.perf_counter() - start
@@ -330,6 +354,7 @@ class SpeedComparison:
     stats: list[SpeculativeStats]
     k: int
     greedy: bool
+    min_draft_prob: float = 0.0
 
     @staticmethod
     def _median(values: list[float]) -> float:
@@ -360,6 +385,8 @@ class SpeedComparison:
         round_ms = drafted_per_round * draft_ms + verify_ms + rollback_ms
         return {
             "k": self.k,
+            "min_draft_prob": self.min_draft_prob,
+            "drafted_per_round": drafted_per_round,
             "new_tokens": len(self.target[0].tokens),
             "identical": self.identical,
             "target_tok_s": med([r.tokens_per_second for r in self.target]),
@@ -387,6 +414,7 @@ def compare_speed(
     sampling: SamplingConfig = GREEDY,
     stop_ids: Iterable[int] = (),
     repeats: int = 3,
+    min_draft_prob: float = 0.0,
 ) -> SpeedComparison:
     """Time the target alone and speculative decoding on the same prompt, interleaved ``repeats`` times
     (one untimed warm-up of each first), so both see the same machine load."""
@@ -402,7 +430,9 @@ def compare_speed(
     def run_speculative() -> tuple[SpeedRow, SpeculativeStats]:
         stats = SpeculativeStats()
         start = time.perf_counter()
-        tokens = tuple(speculative_tokens(target, draft, prompt, max_new_tokens, k, sampling, stop_ids, stats))
+        tokens = tuple(
+            speculative_tokens(target, draft, prompt, max_new_tokens, k, sampling, stop_ids, stats, min_draft_prob)
+        )
         wall = time.perf_counter() - start
         return SpeedRow("speculative", tokens, wall, wall - stats.prefill_seconds), stats
 
@@ -413,7 +443,7 @@ def compare_speed(
         row, stats = run_speculative()
         speculatives.append(row)
         all_stats.append(stats)
-    return SpeedComparison(targets, speculatives, all_stats, k, sampling.temperature == 0)
+    return SpeedComparison(targets, speculatives, all_stats, k, sampling.temperature == 0, min_draft_prob)
 
 
 def check_artefact_pair(target_path, draft_path, k: int, prompt: str, new_tokens: int) -> None:
@@ -429,7 +459,14 @@ def check_artefact_pair(target_path, draft_path, k: int, prompt: str, new_tokens
 
 
 def speed_row(
-    target_path, draft_path, k: int, prompt: str, new_tokens: int, repeats: int, threads: int | None
+    target_path,
+    draft_path,
+    k: int,
+    prompt: str,
+    new_tokens: int,
+    repeats: int,
+    threads: int | None,
+    min_draft_prob: float = 0.0,
 ) -> dict[str, object]:
     """Open both artefacts' runners, check the pair, time the target alone against speculative decoding
     interleaved (``compare_speed``); the row as JSON, with the load average before and after."""
@@ -448,7 +485,10 @@ def speed_row(
     check_pair(target, draft, k, needed_tokens=ids.size + new_tokens)
     eos = target.config.eos_token_id
     load_before = os.getloadavg()[0]
-    result = compare_speed(target, draft, ids, new_tokens, k, stop_ids=[] if eos is None else [eos], repeats=repeats)
+    stops = [] if eos is None else [eos]
+    result = compare_speed(
+        target, draft, ids, new_tokens, k, stop_ids=stops, repeats=repeats, min_draft_prob=min_draft_prob
+    )
     return {
         "target": target.name,
         "draft": draft.name,

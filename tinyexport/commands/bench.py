@@ -12,7 +12,7 @@ from tinyexport.models.config import ATTENTION_IMPLS
 from tinyexport.paths import check_writable_file
 from tinyexport.records.sink import hand_result
 
-from .options import checkpoint_options, parse_transform_options, transform_options
+from .options import checkpoint_options, draft_min_prob_option, parse_transform_options, transform_options
 
 
 @click.command()
@@ -76,6 +76,7 @@ from .options import checkpoint_options, parse_transform_options, transform_opti
     "cheaper artefact drafts, interleaved with the target alone (docs/speculative.md).",
 )
 @click.option("-k", "draft_tokens", type=int, default=4, show_default=True, help="With --draft: tokens per round.")
+@draft_min_prob_option
 @click.option(
     "--draft-prompt",
     default=None,
@@ -138,6 +139,7 @@ def bench(
     litertlm: bool,
     draft: Path | None,
     draft_tokens: int,
+    draft_min_prob: float,
     draft_prompt: str | None,
     on: str | None,
     remote_python: str | None,
@@ -237,7 +239,7 @@ def bench(
             f"speculative decoding: {artefacts[0].name} + draft {draft.name}, k={draft_tokens} ...", highlight=False
         )
         document["speculative"] = speed_row(
-            artefacts[0], draft, draft_tokens, draft_prompt or SPEC_PROMPT, new_tokens, repeats, threads
+            artefacts[0], draft, draft_tokens, draft_prompt or SPEC_PROMPT, new_tokens, repeats, threads, draft_min_prob
         )
     print_bench(console, document)
     if draft is not None:

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
 from tinyexport.models.config import ATTENTION_IMPLS
 from tinyexport.resolve import DEFAULT_PROMPT
 
-from .options import checkpoint_options, json_option, parse_transform_options, transform_options
+from .options import (
+    checkpoint_options,
+    draft_min_prob_option,
+    json_option,
+    parse_transform_options,
+    transform_options,
+)
 
 
 @click.command()
@@ -46,6 +54,7 @@ from .options import checkpoint_options, json_option, parse_transform_options, t
     help="Speculative decoding: a cheaper artefact of the same tokenizer drafts tokens the target verifies.",
 )
 @click.option("-k", "draft_tokens", type=int, default=4, show_default=True, help="Draft tokens per target call.")
+@draft_min_prob_option
 @click.option(
     "--bench",
     "bench_repeats",
@@ -74,6 +83,7 @@ def generate(
     engine: str,
     draft: Path | None,
     draft_tokens: int,
+    draft_min_prob: float,
     bench_repeats: int | None,
     json_path: Path | None,
 ) -> None:
@@ -152,11 +162,10 @@ def generate(
     stops = [config.eos_token_id] if config.eos_token_id is not None else []
     if draft_runner is not None:
         check_pair(runner, draft_runner, draft_tokens, needed_tokens=ids.size + max_new_tokens)
-        run_speculative(runner, draft_runner, tokenizer, ids, max_new_tokens, draft_tokens, sampling, stops)
+        spec = SpeculativeRun(draft_tokens, sampling, stops, draft_min_prob)
+        run_speculative(runner, draft_runner, tokenizer, ids, max_new_tokens, spec)
         if bench_repeats is not None or json_path is not None:
-            bench_speculative(
-                runner, draft_runner, ids, max_new_tokens, draft_tokens, sampling, stops, bench_repeats or 3, json_path
-            )
+            bench_speculative(runner, draft_runner, ids, max_new_tokens, spec, bench_repeats or 3, json_path)
         return
     stats = GenerationStats()
     stream = TextStream(tokenizer)
@@ -174,7 +183,18 @@ def generate(
     )
 
 
-def run_speculative(target, draft, tokenizer, ids, max_new_tokens, k, sampling, stops) -> None:
+@dataclass(frozen=True)
+class SpeculativeRun:
+    """The speculative options of one `generate --draft`: up to ``k`` drafts per round (``min_prob``: see
+    ``speculative.speculative_tokens``), how to choose tokens, which ids stop."""
+
+    k: int
+    sampling: Any
+    stops: list[int]
+    min_prob: float = 0.0
+
+
+def run_speculative(target, draft, tokenizer, ids, max_new_tokens, spec: SpeculativeRun) -> None:
     """Stream a speculative generation; its speed and acceptance go to stderr."""
     import sys
 
@@ -183,7 +203,8 @@ def run_speculative(target, draft, tokenizer, ids, max_new_tokens, k, sampling, 
 
     stats = SpeculativeStats()
     stream = TextStream(tokenizer)
-    for token in speculative_tokens(target, draft, ids, max_new_tokens, k, sampling, stops, stats):
+    k, stops = spec.k, spec.stops
+    for token in speculative_tokens(target, draft, ids, max_new_tokens, k, spec.sampling, stops, stats, spec.min_prob):
         if token not in stops:
             sys.stdout.write(stream.push(token))
             sys.stdout.flush()
@@ -191,7 +212,7 @@ def run_speculative(target, draft, tokenizer, ids, max_new_tokens, k, sampling, 
     sys.stdout.flush()
     decode_ms = 1000 * stats.decode_seconds / max(stats.new_tokens - 1, 1)
     click.echo(
-        f"[{target.name} + draft {draft.name}, k={k}] prompt {stats.prompt_tokens} tokens in "
+        f"[{target.name} + draft {draft.name}, k={k}{f' (stop below p={spec.min_prob:g})' if spec.min_prob else ''}] prompt {stats.prompt_tokens} tokens in "
         f"{stats.prefill_seconds * 1000:.0f} ms, {stats.new_tokens} new tokens, decode {decode_ms:.1f} ms/token; "
         f"acceptance {stats.acceptance_rate:.1%}, {stats.tokens_per_target_call:.2f} tokens per target call, "
         f"draft {stats.draft_ms_per_call:.1f} ms/call, verify {stats.verify_ms_per_call:.1f} ms/call "
@@ -200,14 +221,16 @@ def run_speculative(target, draft, tokenizer, ids, max_new_tokens, k, sampling, 
     )
 
 
-def bench_speculative(target, draft, ids, max_new_tokens, k, sampling, stops, repeats, json_path) -> None:
+def bench_speculative(target, draft, ids, max_new_tokens, spec, repeats, json_path) -> None:
     """Target alone vs speculative, interleaved; one summary line on stderr (and JSON)."""
     import os
 
     from tinyexport.speculative import compare_speed
 
     load = [os.getloadavg()[0]]
-    result = compare_speed(target, draft, ids, max_new_tokens, k, sampling, stops, repeats)
+    result = compare_speed(
+        target, draft, ids, max_new_tokens, spec.k, spec.sampling, spec.stops, repeats, spec.min_prob
+    )
     load.append(os.getloadavg()[0])
     s = result.summary()
     same = {True: "identical", False: "DIFFERENT", None: "sampled"}[s["identical"]]

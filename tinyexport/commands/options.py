@@ -90,3 +90,17 @@ def parse_transform_options(transforms: tuple[str, ...], kv_cache: str | None) -
     from tinyexport.models.transforms import parse_transforms
 
     return parse_transforms(transforms, kv_cache)
+
+
+def draft_min_prob_option(func):
+    """``--draft-min-prob P`` of speculative decoding (generate, bench)."""
+    return click.option(
+        "--draft-min-prob",
+        "draft_min_prob",
+        type=click.FloatRange(0, 1, max_open=True),
+        default=0.0,
+        show_default=True,
+        metavar="P",
+        help="With --draft: a round stops after a draft token the draft gave less than probability P, so -k "
+        "is the most per round (0: always k). Changes speed only, never the output (docs/speculative.md).",
+    )(func)

@@ -16,8 +16,13 @@ def print_row(console: Any, row: dict[str, Any]) -> None:
     from rich.table import Table
 
     same = {True: "identical", False: "DIFFERENT", None: "sampled"}[row["identical"]]
+    stop = (
+        f" (a round stops below p={row['min_draft_prob']:g}: {row['drafted_per_round']:.2f} drafted)"
+        if row.get("min_draft_prob")
+        else ""
+    )
     table = Table(
-        title=f"speculative decoding: target {row['target']}, draft {row['draft']}, k={row['k']}, "
+        title=f"speculative decoding: target {row['target']}, draft {row['draft']}, k={row['k']}{stop}, "
         f"{row['new_tokens']} new tokens, {row['repeats']} interleaved repeats (medians), "
         f"load average {row['load_average'][0]:.1f}-{row['load_average'][1]:.1f}"
     )
