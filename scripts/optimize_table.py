@@ -150,21 +150,19 @@ HEADER = """# `make optimize`: transforms on SmolLM2-135M (real weights)
 
 Quality: `tinyexport eval perplexity [--transform ...] --max-tokens 512 --window 512 --stride 256` (first
 512 tokens of *Macbeth*, 511 scored) against the untransformed transformers fp32 reference.
-Speed: `scripts/optimize_speed.py` (speed.json): our PyTorch model (sdpa), one torch thread, prompt 64
-random ids then 16 greedy decode steps, every variant run in turn in each of 5 rounds in one process;
-medians over rounds, and decode speed relative to the baseline *of the same round*. Model size = bytes
-of the weights the model holds after the transform. Memory: peak RSS of a `tinyexport bench --torch`
-worker (`bench-*.json`, 2 threads, prompt 64 + 32 tokens) where one was run; `n/a` otherwise.
+Speed: `scripts/optimize_speed.py` (speed.json): our PyTorch model (sdpa), {threads} torch thread(s), prompt
+{prompt} random ids then {new_tokens} greedy decode steps, every variant run in turn in each of {rounds}
+rounds in one process; medians over rounds, and decode speed relative to the baseline *of the same round*.
+Model size = bytes of the weights the model holds after the transform. Memory: peak RSS of a `tinyexport
+bench --torch` worker (`bench-*.json`, 2 threads, prompt 64 + 32 tokens; the transform runs after the
+checkpoint is loaded, so a pruned model's peak includes the unpruned weights it was cut from).
 
-**Caveat**: the 2-core machine was shared with ~6 other jobs (load average 12-25) while this ran.
-`tinyexport bench` with 2 threads measured 0.3 decode tok/s for the baseline (`make bench` measures 18
-on a quiet machine): its timings are kept in `bench-*.json` but not shown. The interleaved single-thread
-speeds are absolute numbers under that load too; only the "vs baseline" column is comparable, and
-only differences well above ~20% mean anything. Perplexity, KL and top-1 are deterministic.
-`prune-heads-0.1-global` was run before per-layer normalisation existed, so its label lacks `:global`:
-it is `prune-heads=0.1:o_proj:global` (raw o_proj norms compared across layers). `prune-groups-*` remove
-whole KV groups (`prune-heads=0.25[:activation]:groups`): the same 69 query heads as `prune-heads-0.25`
-plus 23 of the 90 KV heads.
+The committed torch rows (speed.json, bench-*.json) were measured on a quiet machine (2026-12-02, load
+~1.5); timings on this VM still move 2-8x between runs, so compare within the table. Perplexity, KL and
+top-1 are deterministic. `prune-heads-*` take query heads out of each layer (per-layer normalised
+criterion; `:global` compares raw scores across layers); `prune-groups-*` remove whole KV groups
+(`prune-heads=0.25[:activation]:groups`): the same 69 query heads as `prune-heads-0.25` plus 23 of the
+90 KV heads.
 """
 
 
@@ -183,7 +181,9 @@ below 1 is faster. Plots: `size_vs_ppl.png`,
 
 
 if __name__ == "__main__":
-    print(HEADER)
+    speed_path = Path(sys.argv[1]) / "speed.json"
+    meta = json.loads(speed_path.read_text()) if speed_path.is_file() else {}
+    print(HEADER.format(**{k: meta.get(k, "?") for k in ("threads", "prompt", "new_tokens", "rounds")}))
     print("\n".join(_rows(Path(sys.argv[1]))))
     exported = [line for fmt in ("onnx", "tflite") for line in exported_table(Path(sys.argv[1]), fmt)]
     if exported:
