@@ -257,11 +257,17 @@ def test_config_json_reflects_the_exported_shape_or_refuses():
 
 def test_shared_cpu_sessions_park_their_threads():
     """A speculative pair opens ONNX runners with the registry's shared-CPU options: intra-op threads
-    parked between runs, not spinning on the cores the other runtime needs."""
+    spin inside a run but are parked the moment it returns, not spinning on the cores the other runtime
+    needs next; ``spin=False`` never spins."""
     from tinyexport.formats.registry import FORMATS
     from tinyexport.runners.ort_runner import session_options
 
-    assert dict(FORMATS["onnx"].shared_cpu_options) == {"spin": False}
+    assert dict(FORMATS["onnx"].shared_cpu_options) == {"spin_between_runs": False}
+    shared = session_options(1, spin_between_runs=False)
+    assert shared.get_session_config_entry("session.force_spinning_stop") == "1"
     assert session_options(1, spin=False).get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    with pytest.raises(RuntimeError, match="allow_spinning"):  # not set: onnxruntime's default (spin)
-        session_options(1).get_session_config_entry("session.intra_op.allow_spinning")
+    for key in ("session.intra_op.allow_spinning", "session.force_spinning_stop"):
+        with pytest.raises(RuntimeError, match=key.rsplit(".", 1)[-1]):  # not set: onnxruntime's default
+            session_options(1).get_session_config_entry(key)
+    with pytest.raises(RuntimeError, match="allow_spinning"):  # spinning inside a run stays on
+        shared.get_session_config_entry("session.intra_op.allow_spinning")

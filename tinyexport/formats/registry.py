@@ -29,7 +29,8 @@ class Format:
     # cannot run in a torch-free install the way TFLite, ONNX and GGUF artefacts do.
     runtime_needs_torch: bool = False
     # Runner options for sharing the cores with another runtime in the same process (a speculative pair
-    # alternates two runners): onnxruntime's intra-op threads otherwise spin-wait between runs.
+    # alternates two runners): onnxruntime's intra-op threads otherwise keep spin-waiting after a run
+    # returns, on the cores the other runner is computing on.
     shared_cpu_options: tuple[tuple[str, Any], ...] = ()
 
 
@@ -54,7 +55,7 @@ FORMATS: Mapping[str, Format] = MappingProxyType(
                 "tinyexport.runners.ort_runner:ORTRunner",
                 "onnxruntime",
                 ("prune-heads", "kv-cache", "truncate-layers"),
-                shared_cpu_options=(("spin", False),),
+                shared_cpu_options=(("spin_between_runs", False),),
             ),
             Format(
                 "gguf",

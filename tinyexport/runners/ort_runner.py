@@ -27,11 +27,15 @@ class ORTOptionError(UserError, ValueError):
     """A runner option has a value onnxruntime cannot use."""
 
 
-def session_options(threads: int | None = None, optimization: str = "all", spin: bool = True):
+def session_options(
+    threads: int | None = None, optimization: str = "all", spin: bool = True, spin_between_runs: bool = True
+):
     """onnxruntime SessionOptions: ``threads`` intra-op threads (None: one per physical core),
-    graph optimisation level by name. ``spin=False`` parks the intra-op threads between runs instead of
-    letting them spin-wait (onnxruntime's default): what a session needs when another runtime in the same
-    process (a speculative draft or target) computes between its runs on the same cores."""
+    graph optimisation level by name. Idle intra-op threads spin-wait for work by default (onnxruntime's
+    default), also for a while after a run returns. ``spin_between_runs=False`` keeps the spinning inside
+    a run but parks the threads the moment it returns: what a session needs when another runtime in the
+    same process (a speculative draft or target) computes between its runs on the same cores;
+    ``spin=False`` never spins (every wake-up goes through the OS: slower inside a run)."""
     import onnxruntime as ort
 
     if optimization not in OPTIMIZATION_LEVELS:
@@ -53,6 +57,8 @@ def session_options(threads: int | None = None, optimization: str = "all", spin:
         options.intra_op_num_threads = threads
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if not spin_between_runs:
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     options.log_severity_level = 3  # errors only: "unused initializer" notices are not the user's business
     return options
 
@@ -135,10 +141,12 @@ class ORTRunner:
         check: bool = True,
         name: str | None = None,
         spin: bool = True,
+        spin_between_runs: bool = True,
     ) -> ORTRunner:
         import onnxruntime as ort
 
-        options = session_options(threads, optimization, spin)  # bad options fail before any file work
+        # bad options fail before any file work
+        options = session_options(threads, optimization, spin, spin_between_runs)
         if check:
             check_onnx_file(art.model_path)
         try:
