@@ -121,6 +121,28 @@ def test_cli_matches_transformers_kl_zero_and_reuses_the_reference(tmp_path, tin
     assert list((tmp_path / "cache" / "eval-reference").iterdir()) == stores
 
 
+def test_reference_pass_runs_sdpa_and_equals_eager(tmp_path, tiny_dir):
+    """The perplexity reference pass opens transformers with sdpa attention (2.3x faster per long window);
+    its logits equal the eager reference's to float rounding, and the store key records which ran."""
+    from tinyexport.models.checkpoint import resolve_checkpoint
+    from tinyexport.resolve import Candidate
+    from tinyexport.verify.evaluation import REFERENCE_PASS
+    from tinyexport.verify.reference_store import ReferenceKey
+
+    ckpt = resolve_checkpoint(str(tiny_dir), cache=tmp_path)
+    ids = byte_ids(TEXT)[:WINDOW]
+    eager = Candidate("hf").open(ckpt, max_len=WINDOW).prefill(ids)
+    sdpa = REFERENCE_PASS.open(ckpt, max_len=WINDOW).prefill(ids)
+    assert REFERENCE_PASS.attention == "sdpa" and REFERENCE_PASS.label == "hf"
+    assert eager.shape == sdpa.shape == (ids.size, ckpt.config.vocab_size)
+    np.testing.assert_allclose(sdpa, eager, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="flash"):
+        Candidate("hf", "flash").open(ckpt, max_len=WINDOW)
+    base = dict(checkpoint_fingerprint="c", tokenizer_fingerprint="t", text_sha256="x", window=8, stride=4, tokens=9)
+    digests = {ReferenceKey(**base, precision="fixed16", attention=a).digest() for a in ("eager", "sdpa")}
+    assert len(digests) == 2  # a store built by one implementation is never read as the other's
+
+
 def _store(tmp_path, ckpt_dir, ids, protocol, precision):
     from tinyexport.models.checkpoint import resolve_checkpoint
     from tinyexport.runners.hf_runner import HFRunner

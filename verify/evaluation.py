@@ -121,6 +121,7 @@ def run_perplexity(
         protocol.stride,
         int(ids.size),
         precision,
+        REFERENCE_PASS.attention,
     )
     rows_total = protocol.scored_tokens(ids.size)
     rows: list[QualityRow] = []
@@ -167,16 +168,22 @@ def run_perplexity(
     return PerplexityReport(text, text_source, int(ids.size), protocol, tuple(rows), store)
 
 
+# The perplexity reference pass: transformers fp32 with torch's fused attention. Eager attention
+# materialises every (window x window) score matrix: 2.3x slower per 1024-token window on SmolLM2
+# (docs/eval.md); the logits agree to float rounding, far below the store's 16-bit resolution.
+REFERENCE_PASS = Candidate("hf", "sdpa")
+
+
 def _build_reference(
     setup: Inputs, ids: np.ndarray, protocol: SlidingWindow, key: ReferenceKey, cache: Path, progress: Any
 ) -> ReferenceStore:
-    runner, load_s = _open(REFERENCE, setup, protocol.window)
+    runner, load_s = _open(REFERENCE_PASS, setup, protocol.window)
     rows = protocol.scored_tokens(ids.size)
     with reference_writer(key, cache, rows, setup.checkpoint.config.vocab_size) as writer:
         scores = score_text(runner, ids, protocol, writer=writer, progress=progress)
         writer.finish(
             {
-                "reference": f"transformers LlamaForCausalLM (eager, fp32) of {setup.checkpoint.name}",
+                "reference": f"transformers LlamaForCausalLM ({key.attention}, fp32) of {setup.checkpoint.name}",
                 "seconds": round(scores.seconds, 3),
                 "load_seconds": round(load_s, 3),
                 "logits_path": logits_path(runner),

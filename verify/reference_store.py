@@ -111,6 +111,7 @@ class ReferenceKey:
     stride: int
     tokens: int  # tokens of the text evaluated (after --max-tokens)
     precision: str
+    attention: str = "sdpa"  # transformers' attn_implementation of the reference pass
 
     def digest(self) -> str:
         blob = json.dumps({**asdict(self), "version": STORE_VERSION}, sort_keys=True)

@@ -1,4 +1,4 @@
-"""HFRunner: transformers' LlamaForCausalLM (eager attention, fp32), the reference."""
+"""HFRunner: transformers' LlamaForCausalLM in fp32, the reference (eager attention; sdpa for long windows)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from tinyexport.models.config import ModelConfig
 
 from .base import as_tokens, check_capacity, check_rollback
 
+HF_ATTENTION = ("eager", "sdpa")
+
 
 class HFRunner:
     logits_positions = "all"
@@ -24,11 +26,17 @@ class HFRunner:
         self.reset()
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: Checkpoint, *, max_len: int = 2048, name: str = "hf") -> HFRunner:
+    def from_checkpoint(
+        cls, checkpoint: Checkpoint, *, max_len: int = 2048, name: str = "hf", attention: str = "eager"
+    ) -> HFRunner:
+        """``attention``: transformers' ``attn_implementation``, ``eager`` (every score materialised: the
+        most literal reference) or ``sdpa`` (torch's fused kernel, same fp32 math to ~1e-6)."""
         from transformers import LlamaForCausalLM
 
+        if attention not in HF_ATTENTION:
+            raise ValueError(f"transformers attention {attention!r}: choose one of {', '.join(HF_ATTENTION)}")
         model = LlamaForCausalLM.from_pretrained(
-            str(checkpoint.directory), dtype=torch.float32, attn_implementation="eager"
+            str(checkpoint.directory), dtype=torch.float32, attn_implementation=attention
         )
         return cls(model, checkpoint.config, max_len=max_len, name=name)
 
