@@ -99,11 +99,13 @@ def big_rows(directory: Path) -> list[str]:
         return []
     base = docs.get("baseline", {}).get("candidates", [{}])[0]
     base_tok_s = (base.get("decode_tok_s") or {}).get("median")
+    cpus = sorted({d.get("machine", {}).get("cpu_model", "?") for d in docs.values()})
     lines = [
         "## The 1.1B TinyLlama shape (`BIG=1 make optimize`, random weights: no perplexity)",
         "",
         "One `tinyexport bench --torch=standard --checkpoint tinyllama-1.1b --random-weights [--transform ...]`",
-        "process per method, run one after another (prompt 64 + 32 tokens, 2 threads, medians of 3).",
+        "process per method, run one after another (prompt 64 + 32 tokens, 2 threads, medians of 3), on",
+        f"{' and '.join(cpus)} (2 cores).",
         "",
         "| Method | decode tok/s | vs baseline | prefill tok/s | Memory MB (peak RSS) | Model size MB |",
         "|---|---:|---:|---:|---:|---:|",
@@ -157,8 +159,8 @@ Model size = bytes of the weights the model holds after the transform. Memory: p
 bench --torch` worker (`bench-*.json`, 2 threads, prompt 64 + 32 tokens; the transform runs after the
 checkpoint is loaded, so a pruned model's peak includes the unpruned weights it was cut from).
 
-The committed torch rows (speed.json, bench-*.json) were measured on a quiet machine (2026-12-02, load
-~1.5); timings on this VM still move 2-8x between runs, so compare within the table. Perplexity, KL and
+The committed torch rows (speed.json, bench-*.json) were measured on a quiet {cpu} VM (2 cores,
+2026-12-02, load ~1.5); timings on these VMs still move 2-8x between runs, so compare within a table. Perplexity, KL and
 top-1 are deterministic. `prune-heads-*` take query heads out of each layer (per-layer normalised
 criterion; `:global` compares raw scores across layers); `prune-groups-*` remove whole KV groups
 (`prune-heads=0.25[:activation]:groups`): the same 69 query heads as `prune-heads-0.25` plus 23 of the
@@ -183,7 +185,10 @@ below 1 is faster. Plots: `size_vs_ppl.png`,
 if __name__ == "__main__":
     speed_path = Path(sys.argv[1]) / "speed.json"
     meta = json.loads(speed_path.read_text()) if speed_path.is_file() else {}
-    print(HEADER.format(**{k: meta.get(k, "?") for k in ("threads", "prompt", "new_tokens", "rounds")}))
+    base_bench = Path(sys.argv[1]) / "bench-baseline.json"
+    cpu = json.loads(base_bench.read_text())["machine"]["cpu_model"] if base_bench.is_file() else "2-core"
+    fields = {k: meta.get(k, "?") for k in ("threads", "prompt", "new_tokens", "rounds")}
+    print(HEADER.format(cpu=cpu, **fields))
     print("\n".join(_rows(Path(sys.argv[1]))))
     exported = [line for fmt in ("onnx", "tflite") for line in exported_table(Path(sys.argv[1]), fmt)]
     if exported:
