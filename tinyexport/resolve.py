@@ -120,10 +120,8 @@ class Candidate:
         if self.kind == "hf":
             from tinyexport.runners.hf_runner import HFRunner
 
-            # our "standard" is transformers' eager path; "sdpa" is the same name in both
-            hf_attention = {"standard": "eager", "sdpa": "sdpa"}.get(self.attention)
-            if hf_attention is None:
-                raise ValueError(f"the hf candidate has no {self.attention!r} attention (standard or sdpa)")
+            # our "standard" is transformers' eager path; HFRunner refuses what transformers lacks (flash)
+            hf_attention = "eager" if self.attention == "standard" else self.attention
             return HFRunner.from_checkpoint(checkpoint, max_len=max_len, attention=hf_attention)
         from tinyexport.runners.torch_runner import TorchRunner
 

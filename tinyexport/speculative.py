@@ -296,7 +296,7 @@ def speculative_tokens(
             if confidence < min_draft_prob:
                 stats.stopped_early += len(drafted) < k_round
                 break  # the draft has read pending + drafted[:-1], as after a round of len(drafted)
-        k_round = len(drafted)
+        proposed = len(drafted)  # k_round, or fewer when min_draft_prob ended the round early
         start = time.perf_counter()
         rows = target.prefill(np.asarray([pending[-1], *drafted]))
         stats.verify_seconds += time.perf_counter() - start
@@ -308,11 +308,11 @@ def speculative_tokens(
             p = [distribution(row, sampling) for row in rows]
             accepted, following = accept_sampled(drafted, q, p, rng)
         stats.rounds += 1
-        stats.drafted += k_round
+        stats.drafted += proposed
         stats.accepted += accepted
         start = time.perf_counter()
         target.rollback(base + 1 + accepted)
-        if accepted < k_round:
+        if accepted < proposed:
             draft.rollback(base + 1 + accepted)
             pending = [following]
         else:  # the draft never read its last proposal
